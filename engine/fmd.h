@@ -1,0 +1,260 @@
+/*
+ * fmd.h - the fmd engine: float32 tensors, CPU kernels, reverse-mode autograd,
+ * image IO. Pure C11; no Lua in here (Lua sees the engine only via bindings/).
+ *
+ * Overview
+ * --------
+ * Tensors.   An fmd_tensor is a strided view (shape, stride, offset) onto a
+ *            refcounted fmd_storage of float32. Views share storage. All
+ *            tensors are refcounted: a function that returns a tensor hands
+ *            the caller one reference, release it with fmd_release().
+ *            Shapes and strides are in elements; dims are 0-based here (the
+ *            Lua API is 1-based and converts in the bindings).
+ * Errors.    Engine functions never exit or abort on bad input. They return
+ *            NULL (tensor-returning) or -1 (int-returning) and leave a message
+ *            in a thread-local buffer, read with fmd_error(). Messages name the
+ *            operation and show shapes: "matmul: [2 x 3] and [4 x 5] do not
+ *            match (3 ~= 4)". Only the bindings turn them into Lua errors.
+ * Autograd.  Each op that sees an input with requires_grad (and grad mode on)
+ *            records an fmd_node on its output: the node holds references to
+ *            its inputs, saved tensors and a backward function. fmd_backward()
+ *            walks the graph in reverse topological order, accumulating (+=)
+ *            into .grad of leaves and of tensors that called retain_grad, and
+ *            frees the graph as it goes (like PyTorch's retain_graph=False).
+ *            The node never references its own output (no refcount cycles):
+ *            ops that need their output in backward save an alias made by
+ *            fmd_alias().
+ * Threads.   A small pthread pool (fmd_set_num_threads, default = cores).
+ *            Kernels split an outer dimension: fn(ctx, ith, nth). Policy:
+ *            BLAS is always single-threaded; fmd_sgemm splits large GEMMs over
+ *            the pool itself, and inside a parallel region everything runs
+ *            serially, so BLAS threads and fmd threads never nest.
+ * Memory.    fmd_bytes_in_use() counts live storage bytes so the Lua binding
+ *            can put GC pressure proportional to C allocations.
+ */
+#ifndef FMD_H
+#define FMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FMD_VERSION "0.1.0"
+#define FMD_MAX_DIMS 8
+
+/* ------------------------------------------------------------------ errors */
+const char *fmd_error(void);                 /* last error of this thread */
+int fmd_fail(const char *fmt, ...)           /* set error, return -1 */
+    __attribute__((format(printf, 1, 2)));
+void *fmd_fail_null(const char *fmt, ...)    /* set error, return NULL */
+    __attribute__((format(printf, 1, 2)));
+/* formats "[2 x 3 x 4]" into buf (for messages); returns buf */
+char *fmd_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
+/* -------------------------------------------------------- storage, tensor */
+typedef struct fmd_storage {
+    float *data;
+    int64_t size;      /* elements */
+    int refcount;
+} fmd_storage;
+
+typedef struct fmd_node fmd_node;
+typedef struct fmd_tensor fmd_tensor;
+
+struct fmd_tensor {
+    fmd_storage *storage;
+    int64_t offset;
+    int ndim;
+    int64_t shape[FMD_MAX_DIMS];
+    int64_t stride[FMD_MAX_DIMS];
+    int refcount;
+    /* autograd */
+    int requires_grad;   /* leaf that wants .grad, or result of a graph op */
+    int retains_grad;    /* non-leaf keeps its .grad after backward */
+    fmd_tensor *grad;    /* owned reference or NULL */
+    fmd_node *grad_fn;   /* owned reference or NULL (NULL = leaf) */
+    uint32_t visit;      /* scratch mark used by fmd_backward */
+};
+
+static inline float *fmd_data(const fmd_tensor *t) { return t->storage->data + t->offset; }
+int64_t fmd_numel(const fmd_tensor *t);
+int fmd_is_contiguous(const fmd_tensor *t);
+int fmd_same_shape(const fmd_tensor *a, const fmd_tensor *b);
+
+fmd_tensor *fmd_retain(fmd_tensor *t);
+void fmd_release(fmd_tensor *t);            /* NULL is fine */
+size_t fmd_bytes_in_use(void);              /* live storage bytes */
+
+/* creation: shape has ndim entries, each >= 0 */
+fmd_tensor *fmd_empty(int ndim, const int64_t *shape);   /* uninitialised */
+fmd_tensor *fmd_zeros(int ndim, const int64_t *shape);
+fmd_tensor *fmd_full(int ndim, const int64_t *shape, float value);
+fmd_tensor *fmd_empty_like(const fmd_tensor *t);          /* contiguous */
+fmd_tensor *fmd_zeros_like(const fmd_tensor *t);
+fmd_tensor *fmd_arange(double start, double stop, double step);
+fmd_tensor *fmd_from_floats(int ndim, const int64_t *shape, const float *src);
+/* shorthand: fmd_new(2, B, C) */
+fmd_tensor *fmd_new(int ndim, ...);
+
+/* ------------------------------------------------------------------- RNG */
+/* One global generator (like torch.manual_seed). xoshiro256** seeded by
+ * splitmix64, so a seed gives the same stream on every machine. */
+void fmd_manual_seed(uint64_t seed);
+uint64_t fmd_rng_u64(void);
+double fmd_rng_uniform(void);                /* [0, 1) */
+double fmd_rng_normal(void);                 /* N(0, 1) */
+/* independent generator objects (per data-loader worker etc.) */
+typedef struct fmd_rng { uint64_t s[4]; } fmd_rng;
+void fmd_rng_seed(fmd_rng *r, uint64_t seed);
+uint64_t fmd_rng_next(fmd_rng *r);
+double fmd_rng_next_uniform(fmd_rng *r);
+fmd_tensor *fmd_rand(int ndim, const int64_t *shape);     /* U[0,1) */
+fmd_tensor *fmd_randn(int ndim, const int64_t *shape);    /* N(0,1) */
+
+/* ------------------------------------------------------- views and copies */
+/* Views share storage and do not record autograd unless noted (*). */
+fmd_tensor *fmd_view(fmd_tensor *t, int ndim, const int64_t *shape);    /* * ; one -1 allowed; needs compatible strides */
+fmd_tensor *fmd_reshape(fmd_tensor *t, int ndim, const int64_t *shape); /* * ; view if possible, else copy */
+fmd_tensor *fmd_transpose(fmd_tensor *t, int d0, int d1);              /* * */
+fmd_tensor *fmd_permute(fmd_tensor *t, const int *dims);               /* * */
+fmd_tensor *fmd_narrow(fmd_tensor *t, int dim, int64_t start, int64_t len); /* * */
+fmd_tensor *fmd_select(fmd_tensor *t, int dim, int64_t index);         /* * removes dim */
+fmd_tensor *fmd_index_select(fmd_tensor *t, int dim, const fmd_tensor *idx); /* * copy; idx holds 0-based ids */
+fmd_tensor *fmd_expand(fmd_tensor *t, int ndim, const int64_t *shape); /* stride-0 view, no grad */
+fmd_tensor *fmd_contiguous(fmd_tensor *t);  /* * ; t itself (retained) when already contiguous */
+fmd_tensor *fmd_clone(fmd_tensor *t);       /* * ; contiguous copy */
+fmd_tensor *fmd_alias(fmd_tensor *t);       /* same view, no autograd info */
+fmd_tensor *fmd_detach(fmd_tensor *t);      /* = alias: shares data, requires_grad 0 */
+int fmd_copy_(fmd_tensor *dst, const fmd_tensor *src); /* src broadcast to dst; no grad */
+int fmd_fill_(fmd_tensor *t, float v);
+
+/* ------------------------------------------------- elementwise and maths */
+/* All record autograd. Binary ops broadcast like NumPy/PyTorch. */
+typedef enum { FMD_ADD, FMD_SUB, FMD_MUL, FMD_DIV, FMD_POW_T, FMD_MAXIMUM, FMD_MINIMUM } fmd_binop;
+fmd_tensor *fmd_binary(fmd_binop op, fmd_tensor *a, fmd_tensor *b);
+fmd_tensor *fmd_add(fmd_tensor *a, fmd_tensor *b);
+fmd_tensor *fmd_sub(fmd_tensor *a, fmd_tensor *b);
+fmd_tensor *fmd_mul(fmd_tensor *a, fmd_tensor *b);
+fmd_tensor *fmd_div(fmd_tensor *a, fmd_tensor *b);
+fmd_tensor *fmd_add_scalar(fmd_tensor *a, float s);
+fmd_tensor *fmd_mul_scalar(fmd_tensor *a, float s);
+fmd_tensor *fmd_rsub_scalar(fmd_tensor *a, float s);   /* s - a */
+fmd_tensor *fmd_rdiv_scalar(fmd_tensor *a, float s);   /* s / a */
+fmd_tensor *fmd_pow_scalar(fmd_tensor *a, float p);    /* a ^ p */
+typedef enum { FMD_NEG, FMD_EXP, FMD_LOG, FMD_SQRT, FMD_ABS, FMD_RELU, FMD_SIGMOID, FMD_TANH } fmd_unop;
+fmd_tensor *fmd_unary(fmd_unop op, fmd_tensor *a);
+fmd_tensor *fmd_clamp(fmd_tensor *a, float lo, float hi);  /* use +-INFINITY for none */
+/* comparisons: result is 0/1 float, no grad */
+typedef enum { FMD_EQ, FMD_NE, FMD_LT, FMD_LE, FMD_GT, FMD_GE } fmd_cmpop;
+fmd_tensor *fmd_compare(fmd_cmpop op, fmd_tensor *a, fmd_tensor *b);
+
+/* reductions: dim = -1 means over all elements (result is 0-dim) */
+fmd_tensor *fmd_sum(fmd_tensor *a, int dim, int keepdim);
+fmd_tensor *fmd_mean(fmd_tensor *a, int dim, int keepdim);
+/* max/min over a dim give values and (optional) 0-based indices (no grad) */
+fmd_tensor *fmd_max(fmd_tensor *a, int dim, int keepdim, fmd_tensor **indices);
+fmd_tensor *fmd_min(fmd_tensor *a, int dim, int keepdim, fmd_tensor **indices);
+fmd_tensor *fmd_argmax(fmd_tensor *a, int dim, int keepdim);  /* 0-based, no grad */
+
+/* matmul: 1-D/2-D/batched like torch.matmul (batched: both 3-D, same batch) */
+fmd_tensor *fmd_matmul(fmd_tensor *a, fmd_tensor *b);
+
+/* -------------------------------------------------------------- autograd */
+#define FMD_NODE_MAX_INPUTS 4
+#define FMD_NODE_MAX_SAVED 4
+typedef int (*fmd_backward_fn)(fmd_node *n, fmd_tensor *gout);
+struct fmd_node {
+    const char *name;                       /* op name, for messages */
+    fmd_backward_fn backward;               /* accumulates into inputs via fmd_accumulate_grad */
+    int ninputs;
+    fmd_tensor *inputs[FMD_NODE_MAX_INPUTS]; /* owned refs (may be NULL) */
+    fmd_tensor *saved[FMD_NODE_MAX_SAVED];  /* owned refs: aliases of data needed in backward */
+    int64_t iarg[16];                       /* small op parameters */
+    float farg[8];
+    void *ctx;                              /* op-specific malloc'd data, freed with free() */
+    int refcount;
+};
+
+int fmd_is_grad_enabled(void);              /* per thread */
+int fmd_set_grad_enabled(int enabled);      /* returns previous */
+/* true when grad mode is on and any of the n tensors requires grad */
+int fmd_needs_grad(int n, fmd_tensor *const *ts);
+/* new node with refs to the inputs; attach to out (sets requires_grad) */
+fmd_node *fmd_node_new(const char *name, fmd_backward_fn bw, int ninputs, fmd_tensor *const *inputs);
+void fmd_node_attach(fmd_tensor *out, fmd_node *n);   /* out takes the node's reference */
+/* t.grad += g (g same shape as t). No-op when t does not require grad. */
+int fmd_accumulate_grad(fmd_tensor *t, fmd_tensor *g);
+/* sums g (broadcast result) down to shape of t, then accumulates */
+int fmd_accumulate_grad_reduced(fmd_tensor *t, fmd_tensor *g);
+/* reverse mode from root; gradient may be NULL when root has one element */
+int fmd_backward(fmd_tensor *root, fmd_tensor *gradient);
+int fmd_set_requires_grad(fmd_tensor *t, int flag);   /* leaves only */
+
+/* --------------------------------------------------------------- threads */
+typedef void (*fmd_task_fn)(void *ctx, int ith, int nth);
+void fmd_set_num_threads(int n);            /* n >= 1 */
+int fmd_get_num_threads(void);
+/* runs fn(ctx, ith, nth) for ith = 0..nth-1 on the pool (caller is thread 0);
+ * serial (nth = 1) when called from inside a parallel region */
+void fmd_parallel(fmd_task_fn fn, void *ctx);
+/* like fmd_parallel but uses at most max_nth threads */
+void fmd_parallel_n(fmd_task_fn fn, void *ctx, int max_nth);
+/* [begin, end) of n items for thread ith of nth */
+static inline void fmd_split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t chunk = (n + nth - 1) / nth;
+    *b = chunk * ith; if (*b > n) *b = n;
+    *e = *b + chunk; if (*e > n) *e = n;
+}
+int fmd_in_parallel(void);
+/* row-major C = alpha * op(A) op(B) + beta * C, single-threaded BLAS; splits
+ * rows of C (or columns) over the pool when large and not already parallel */
+void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+               float *C, int64_t ldc);
+
+/* ------------------------------------------------------------- image IO */
+/* Decodes a PNG or JPEG (chosen by content) into a new 3 x H x W tensor in
+ * [0, 1] (gray is replicated, alpha dropped). */
+fmd_tensor *fmd_image_load(const char *path);
+fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name);
+/* Writes img (3xHxW, 1xHxW or HxW floats, clamped to [0,1]) as 8-bit PNG;
+ * writes path.tmp then renames. */
+int fmd_image_save_png(const char *path, const fmd_tensor *img);
+
+/* ------------------------------------------------- nn ops (engine/nn_*.c) */
+/* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
+fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */,
+                       int sh, int sw, int ph, int pw, int dh, int dw, int groups);
+fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in) w (out,in) b (out) or NULL */
+fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
+fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */
+fmd_tensor *fmd_adaptive_avg_pool2d(fmd_tensor *x, int oh, int ow);
+/* training: batch stats, running stats updated in place (momentum, unbiased
+ * var); eval: running stats. weight/bias/running_* may be NULL. */
+fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
+                           fmd_tensor *running_mean, fmd_tensor *running_var,
+                           int training, float momentum, float eps);
+fmd_tensor *fmd_dropout(fmd_tensor *x, float p, int training);
+fmd_tensor *fmd_softmax(fmd_tensor *x, int dim);
+fmd_tensor *fmd_log_softmax(fmd_tensor *x, int dim);
+/* logits (N,C), target (N) holding class ids 0..C-1 as floats; mean over N */
+fmd_tensor *fmd_cross_entropy(fmd_tensor *logits, fmd_tensor *target);
+fmd_tensor *fmd_mse_loss(fmd_tensor *input, fmd_tensor *target);     /* mean */
+
+/* ------------------------------------ tensor files (engine/safetensors.c, pth.c) */
+typedef struct fmd_tensor_dict {
+    int n;
+    char **names;
+    fmd_tensor **tensors;      /* owned refs */
+    int nmeta;                 /* safetensors __metadata__ (string -> string) */
+    char **meta_keys, **meta_vals;
+} fmd_tensor_dict;
+void fmd_tensor_dict_free(fmd_tensor_dict *d);  /* frees contents, not d itself */
+/* safetensors: F32 written; F32/F16/BF16/F64/I64/I32/U8 read as float32.
+ * Save writes path.tmp then renames. */
+int fmd_safetensors_save(const char *path, const fmd_tensor_dict *d);
+int fmd_safetensors_load(const char *path, fmd_tensor_dict *out);
+/* PyTorch checkpoints (zip and legacy formats) with a restricted unpickler:
+ * only tensors and containers; any other global is an error. */
+int fmd_pth_load(const char *path, fmd_tensor_dict *out);
+
+#endif
