@@ -1,0 +1,75 @@
+-- Lua test runner: fmd tests/lua/run.lua FILE...
+-- A test file calls test(name, fn) for each case; inside, the helpers below
+-- raise on failure. Prints one line per failure and "N passed, N failed".
+local passed, failed = 0, 0
+local current_file
+
+function test(name, fn)
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    passed = passed + 1
+  else
+    failed = failed + 1
+    io.stderr:write(("FAIL %s: %s\n%s\n"):format(current_file, name, err))
+  end
+end
+
+function expect(cond, msg)
+  if not cond then error(msg or "expectation failed", 2) end
+end
+
+function expect_eq(a, b, msg)
+  if a ~= b then
+    error(("%sexpected %s, got %s"):format(msg and msg .. ": " or "", tostring(b), tostring(a)), 2)
+  end
+end
+
+-- numbers or tensors; relative+absolute tolerance |a-b| <= tol*(1+|b|)
+function expect_near(a, b, tol, msg)
+  tol = tol or 1e-5
+  local fmd = require "fmd"
+  if fmd.is_tensor(a) or fmd.is_tensor(b) then
+    a = fmd.is_tensor(a) and a or fmd.tensor(a)
+    b = fmd.is_tensor(b) and b or fmd.tensor(b)
+    if a:numel() ~= b:numel() then
+      error(("%ssizes differ: %s vs %s"):format(msg and msg .. ": " or "",
+        fmd.shape_str(a), fmd.shape_str(b)), 2)
+    end
+    local worst, at = fmd.max_rel_err(a, b)
+    if worst > tol then
+      error(("%smax error %.3g > %.3g at element %d"):format(msg and msg .. ": " or "", worst, tol, at), 2)
+    end
+    return
+  end
+  if math.abs(a - b) > tol * (1 + math.abs(b)) or a ~= a then
+    error(("%sexpected %.8g, got %.8g"):format(msg and msg .. ": " or "", b, a), 2)
+  end
+end
+
+-- fn must raise an error whose message contains `plain` (plain text)
+function expect_error(fn, plain)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error" .. (plain and (" containing '" .. plain .. "'") or ""), 2) end
+  err = tostring(err)
+  if plain and not err:find(plain, 1, true) then
+    error(("error '%s' does not contain '%s'"):format(err, plain), 2)
+  end
+  return err
+end
+
+for _, f in ipairs(arg) do
+  current_file = f
+  local chunk, err = loadfile(f)
+  if not chunk then
+    failed = failed + 1
+    io.stderr:write("FAIL " .. f .. ": " .. err .. "\n")
+  else
+    local ok, e = xpcall(chunk, debug.traceback)
+    if not ok then
+      failed = failed + 1
+      io.stderr:write("FAIL " .. f .. " (top level): " .. e .. "\n")
+    end
+  end
+end
+print(("%d passed, %d failed"):format(passed, failed))
+os.exit(failed == 0 and 0 or 1)
