@@ -1,0 +1,306 @@
+/* main.c - the fmd executable: runs scripts, -e chunks, and the REPL.
+ *
+ *   fmd script.lua a b c     run a script, arg = {[0]="script.lua", "a", "b", "c"}
+ *   fmd -e 'code'            run a chunk
+ *   fmd -i script.lua        run, then enter the REPL
+ *   fmd                      the REPL (readline + history when on a terminal)
+ *   fmd --version
+ */
+#include "fmd_lua.h"
+
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef FMD_HAVE_READLINE
+#include <readline/history.h>
+#include <readline/readline.h>
+#endif
+
+static lua_State *globalL;
+static const char *progname = "fmd";
+
+/* --------------------------------------------------------------- Ctrl-C */
+/* The signal handler only arms a hook; the hook raises the error from a
+ * safe point in the Lua VM (C kernels finish their current call first). */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+    signal(sig, SIG_DFL);   /* a second Ctrl-C kills, as in lua.c */
+    lua_sethook(globalL, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int docall(lua_State *L, int narg, int nres) {
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    globalL = L;
+    signal(SIGINT, on_sigint);
+    int status = lua_pcall(L, narg, nres, base);
+    signal(SIGINT, SIG_DFL);
+    lua_remove(L, base);
+    return status;
+}
+
+static int report(lua_State *L, int status) {
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error)");
+        fflush(stderr);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------ lib path */
+static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }
+
+/* fmd's Lua modules: <exe>/../share/fmd/lua when installed, else the
+ * source tree's lib/; the current folder comes first so a user's copy wins */
+static void set_paths(lua_State *L) {
+    char exe[4096], dir[4096 + 64];
+    const char *lib = FMD_SOURCE_LUA_DIR;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(dir, sizeof dir, "%s/../%s", exe, FMD_INSTALL_LUA_REL);
+            if (is_dir(dir)) lib = dir;   /* installed copy */
+        }
+    }
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "./?.lua;./?/init.lua;%s/?.lua;%s/?/init.lua;./models/?.lua", lib, lib);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, lib);
+    lua_setfield(L, -2, "fmd_lib");
+    /* fmd.core is linked in */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_fmd_core);
+    lua_setfield(L, -2, "fmd.core");
+    lua_pop(L, 2);
+}
+
+static int load_fmd(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "fmd");
+    int st = docall(L, 1, 1);
+    if (st == LUA_OK) lua_setglobal(L, "fmd");
+    return report(L, st);
+}
+
+/* ------------------------------------------------------------------ REPL */
+#define PROMPT "fmd> "
+#define PROMPT2 "...> "
+
+static char *history_file(void) {
+    static char p[4096];
+    const char *h = getenv("FMD_HISTORY");
+    if (h) return (char *)h;
+    const char *home = getenv("HOME");
+    if (!home) return NULL;
+    snprintf(p, sizeof p, "%s/.fmd_history", home);
+    return p;
+}
+
+static int interactive_tty;
+
+static char *read_line(const char *prompt) {
+#ifdef FMD_HAVE_READLINE
+    if (interactive_tty) return readline(prompt);
+#endif
+    static char buf[65536];
+    if (interactive_tty || getenv("FMD_PROMPT")) { fputs(prompt, stdout); fflush(stdout); }
+    if (!fgets(buf, sizeof buf, stdin)) return NULL;
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] == '\n') buf[n - 1] = 0;
+    return strdup(buf);
+}
+
+/* is this syntax error just "the chunk is not finished yet"? */
+static int incomplete(lua_State *L, int status) {
+    if (status == LUA_ERRSYNTAX) {
+        size_t lmsg;
+        const char *msg = lua_tolstring(L, -1, &lmsg);
+        const char *eof = "<eof>";
+        size_t le = strlen(eof);
+        if (lmsg >= le && strcmp(msg + lmsg - le, eof) == 0) { lua_pop(L, 1); return 1; }
+    }
+    return 0;
+}
+
+/* try "return <line>" so expressions print */
+static int try_return(lua_State *L, const char *code) {
+    const char *ret = lua_pushfstring(L, "return %s;", code);
+    int st = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+    lua_remove(L, -2);
+    if (st != LUA_OK) lua_pop(L, 1);
+    return st;
+}
+
+static void print_results(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n == 0) return;
+    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    lua_getglobal(L, "print");
+    lua_insert(L, 1);
+    if (lua_pcall(L, n, 0, 0) != LUA_OK) {
+        fprintf(stderr, "%s: error calling print (%s)\n", progname, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
+static void repl(lua_State *L) {
+    interactive_tty = isatty(0);
+#ifdef FMD_HAVE_READLINE
+    char *hist = history_file();
+    if (interactive_tty && hist) read_history(hist);
+#endif
+    if (interactive_tty) printf("fmd %s (Lua 5.4) - tensors and autograd; `fmd` is loaded. Ctrl-D exits.\n", FMD_VERSION);
+    for (;;) {
+        lua_settop(L, 0);
+        char *line = read_line(PROMPT);
+        if (!line) break;
+        if (!*line) { free(line); continue; }
+        luaL_Buffer b;
+        lua_pushstring(L, line);
+        int st = try_return(L, line);
+        if (st != LUA_OK) {
+            /* a statement, maybe spanning several lines */
+            for (;;) {
+                size_t len;
+                const char *code = lua_tolstring(L, 1, &len);
+                st = luaL_loadbuffer(L, code, len, "=stdin");
+                if (!incomplete(L, st)) break;
+                char *more = read_line(PROMPT2);
+                if (!more) break;
+                luaL_buffinit(L, &b);
+                lua_pushvalue(L, 1);
+                luaL_addvalue(&b);
+                luaL_addchar(&b, '\n');
+                luaL_addstring(&b, more);
+                free(more);
+                luaL_pushresult(&b);
+                lua_replace(L, 1);
+            }
+        }
+#ifdef FMD_HAVE_READLINE
+        if (interactive_tty) add_history(lua_tostring(L, 1));
+#endif
+        free(line);
+        lua_remove(L, 1);
+        if (st == LUA_OK) {
+            st = docall(L, 0, LUA_MULTRET);
+            if (st == LUA_OK) print_results(L);
+        }
+        report(L, st);
+    }
+#ifdef FMD_HAVE_READLINE
+    if (interactive_tty && hist) { write_history(hist); history_truncate_file(hist, 1000); }
+#endif
+    if (interactive_tty) putchar('\n');
+}
+
+/* ------------------------------------------------------------------ main */
+static void usage(void) {
+    fprintf(stderr,
+            "usage: %s [options] [script [args]]\n"
+            "  -e code     run code\n"
+            "  -i          enter the REPL after running the script\n"
+            "  -v, --version  print the version\n"
+            "  -h, --help  this help\n"
+            "With no script, fmd starts the REPL (`fmd` is loaded as a global).\n",
+            progname);
+}
+
+static int run_script(lua_State *L, char **argv, int script, int argc) {
+    /* arg table like the lua executable */
+    lua_createtable(L, argc - script - 1, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+    const char *fname = argv[script];
+    if (strcmp(fname, "-") == 0) fname = NULL;
+    int st = luaL_loadfile(L, fname);
+    if (st == LUA_OK) {
+        int n = argc - script - 1;
+        for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+        st = docall(L, n, LUA_MULTRET);
+    }
+    return report(L, st);
+}
+
+static int pmain(lua_State *L) {
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = lua_touserdata(L, 2);
+    int interactive = 0, ran = 0, script = 0;
+    luaL_openlibs(L);
+    set_paths(L);
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0) { script = i; break; }
+        if (!strcmp(a, "--")) { if (i + 1 < argc) script = i + 1; break; }
+        if (!strcmp(a, "-v") || !strcmp(a, "--version")) { printf("fmd %s (%s)\n", FMD_VERSION, LUA_RELEASE); ran = 1; continue; }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); lua_pushboolean(L, 1); return 1; }
+        if (!strcmp(a, "-i")) { interactive = 1; continue; }
+        if (!strcmp(a, "-e")) {
+            if (++i >= argc) { fprintf(stderr, "%s: -e needs an argument\n", progname); usage(); return 0; }
+            continue;   /* run after fmd is loaded, below */
+        }
+        fprintf(stderr, "%s: unknown option '%s'\n", progname, a);
+        usage();
+        return 0;
+    }
+    if (load_fmd(L) != LUA_OK) return 0;
+    for (int k = 1; k < (script ? script : argc); k++) {
+        if (!strcmp(argv[k], "-e") && k + 1 < argc) {
+            const char *code = argv[++k];
+            int st = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
+            if (st == LUA_OK) st = docall(L, 0, 0);
+            if (report(L, st) != LUA_OK) return 0;
+            ran = 1;
+        }
+    }
+    if (script) {
+        if (run_script(L, argv, script, argc) != LUA_OK) return 0;
+        ran = 1;
+    }
+    if (interactive || !ran) repl(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    lua_State *L = luaL_newstate();
+    if (!L) { fprintf(stderr, "%s: cannot create Lua state: not enough memory\n", progname); return 1; }
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int st = lua_pcall(L, 2, 1, 0);
+    int ok = st == LUA_OK && lua_toboolean(L, -1);
+    if (st != LUA_OK) report(L, st);
+    lua_close(L);
+    return ok ? 0 : 1;
+}

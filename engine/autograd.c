@@ -1,0 +1,208 @@
+/* autograd.c - graph nodes, gradient accumulation and the backward pass. */
+#include "fmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local int grad_disabled;
+
+int fmd_is_grad_enabled(void) { return !grad_disabled; }
+
+int fmd_set_grad_enabled(int enabled) {
+    int prev = !grad_disabled;
+    grad_disabled = !enabled;
+    return prev;
+}
+
+int fmd_needs_grad(int n, fmd_tensor *const *ts) {
+    if (grad_disabled) return 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i] && ts[i]->requires_grad) return 1;
+    return 0;
+}
+
+fmd_node *fmd_node_new(const char *name, fmd_backward_fn bw, int ninputs, fmd_tensor *const *inputs) {
+    fmd_node *n = calloc(1, sizeof *n);
+    if (!n) return fmd_fail_null("%s: out of memory recording the graph", name);
+    n->name = name;
+    n->backward = bw;
+    n->ninputs = ninputs;
+    n->refcount = 1;
+    for (int i = 0; i < ninputs; i++) n->inputs[i] = fmd_retain(inputs[i]);
+    return n;
+}
+
+void fmd_node_release(fmd_node *n) {
+    if (!n) return;
+    if (__atomic_sub_fetch(&n->refcount, 1, __ATOMIC_ACQ_REL)) return;
+    for (int i = 0; i < n->ninputs; i++) fmd_release(n->inputs[i]);
+    for (int i = 0; i < FMD_NODE_MAX_SAVED; i++) fmd_release(n->saved[i]);
+    free(n->ctx);
+    free(n);
+}
+
+void fmd_node_attach(fmd_tensor *out, fmd_node *n) {
+    fmd_node_release(out->grad_fn);
+    out->grad_fn = n;
+    out->requires_grad = 1;
+}
+
+int fmd_set_requires_grad(fmd_tensor *t, int flag) {
+    if (t->grad_fn && !flag)
+        return fmd_fail("requires_grad: cannot turn off on a non-leaf tensor (use detach())");
+    t->requires_grad = flag ? 1 : 0;
+    return 0;
+}
+
+int fmd_accumulate_grad(fmd_tensor *t, fmd_tensor *g) {
+    if (!t || !t->requires_grad) return 0;
+    if (!fmd_same_shape(t, g)) {
+        char a[128], b[128];
+        return fmd_fail("backward: gradient %s does not match tensor %s",
+                        fmd_shape_str(a, sizeof a, g->ndim, g->shape), fmd_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    if (!t->grad) {
+        fmd_tensor *c = fmd_empty(t->ndim, t->shape);
+        if (!c || fmd_copy_(c, g)) { fmd_release(c); return -1; }
+        t->grad = c;
+        return 0;
+    }
+    /* in place += (grad is always our own contiguous tensor) */
+    fmd_tensor *gc = fmd_contiguous(g);
+    if (!gc) return -1;
+    float *d = fmd_data(t->grad);
+    const float *s = fmd_data(gc);
+    int64_t n = fmd_numel(g);
+    if (fmd_is_contiguous(t->grad)) {
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else {
+        fmd_tensor *sum = fmd_add(t->grad, gc);
+        int rc = sum ? fmd_copy_(t->grad, sum) : -1;
+        fmd_release(sum);
+        if (rc) { fmd_release(gc); return -1; }
+    }
+    fmd_release(gc);
+    return 0;
+}
+
+int fmd_accumulate_grad_reduced(fmd_tensor *t, fmd_tensor *g) {
+    if (!t || !t->requires_grad) return 0;
+    if (fmd_same_shape(t, g)) return fmd_accumulate_grad(t, g);
+    /* sum over broadcast dims: leading extra dims, then dims where t has 1 */
+    fmd_tensor *r = fmd_retain(g);
+    while (r->ndim > t->ndim) {
+        fmd_tensor *s = fmd_sum(r, 0, 0);
+        fmd_release(r);
+        if (!(r = s)) return -1;
+    }
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1 && r->shape[d] != 1) {
+            fmd_tensor *s = fmd_sum(r, d, 1);
+            fmd_release(r);
+            if (!(r = s)) return -1;
+        }
+    }
+    int rc = fmd_accumulate_grad(t, r);
+    fmd_release(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------ backward */
+typedef struct { fmd_tensor **v; int64_t n, cap; } tlist;
+
+static int tlist_push(tlist *l, fmd_tensor *t) {
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? l->cap * 2 : 64;
+        fmd_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return fmd_fail("backward: out of memory");
+        l->v = v; l->cap = cap;
+    }
+    l->v[l->n++] = t;
+    return 0;
+}
+
+static uint32_t visit_epoch;
+
+/* iterative DFS producing a post-order (inputs before users) of the tensors
+ * that have a grad_fn */
+static int topo_sort(fmd_tensor *root, tlist *order) {
+    typedef struct { fmd_tensor *t; int next; } frame;
+    frame *stack = NULL;
+    int64_t sp = 0, cap = 0;
+    uint32_t mark = ++visit_epoch;
+    int rc = 0;
+#define PUSH(x) do { if (sp == cap) { cap = cap ? cap * 2 : 64; frame *ns = realloc(stack, (size_t)cap * sizeof *ns); \
+    if (!ns) { rc = fmd_fail("backward: out of memory"); goto done; } stack = ns; } \
+    stack[sp].t = (x); stack[sp].next = 0; sp++; (x)->visit = mark; } while (0)
+    PUSH(root);
+    while (sp > 0) {
+        frame *f = &stack[sp - 1];
+        fmd_node *n = f->t->grad_fn;
+        if (n && f->next < n->ninputs) {
+            fmd_tensor *in = n->inputs[f->next++];
+            if (in && in->requires_grad && in->grad_fn && in->visit != mark) PUSH(in);
+            continue;
+        }
+        if (tlist_push(order, f->t)) { rc = -1; goto done; }
+        sp--;
+    }
+done:
+    free(stack);
+#undef PUSH
+    return rc;
+}
+
+int fmd_backward(fmd_tensor *root, fmd_tensor *gradient) {
+    char a[128], b[128];
+    if (!root->requires_grad)
+        return fmd_fail("backward: tensor does not require grad and has no grad_fn");
+    if (!gradient && fmd_numel(root) != 1)
+        return fmd_fail("backward: grad can be implicitly created only for one-element tensors, got %s",
+                        fmd_shape_str(a, sizeof a, root->ndim, root->shape));
+    if (gradient && !fmd_same_shape(root, gradient))
+        return fmd_fail("backward: gradient %s does not match tensor %s",
+                        fmd_shape_str(a, sizeof a, gradient->ndim, gradient->shape),
+                        fmd_shape_str(b, sizeof b, root->ndim, root->shape));
+    if (!root->grad_fn) {   /* a leaf: its gradient is the seed itself */
+        fmd_tensor *g = gradient ? fmd_retain(gradient) : fmd_full(root->ndim, root->shape, 1.0f);
+        int rc = g ? fmd_accumulate_grad(root, g) : -1;
+        fmd_release(g);
+        return rc;
+    }
+    int prev = fmd_set_grad_enabled(0);
+    tlist order = {0};
+    int rc = topo_sort(root, &order);
+    /* hold every graph tensor while we free nodes along the way */
+    for (int64_t i = 0; i < order.n; i++) fmd_retain(order.v[i]);
+    /* non-leaf .grad is used as the accumulation buffer; those that did not
+     * ask for retain_grad are cleared before and after */
+    for (int64_t i = 0; rc == 0 && i < order.n; i++) {
+        fmd_tensor *t = order.v[i];
+        if (!t->retains_grad) { fmd_release(t->grad); t->grad = NULL; }
+    }
+    if (rc == 0) {
+        fmd_tensor *seed = gradient ? fmd_retain(gradient) : fmd_full(root->ndim, root->shape, 1.0f);
+        rc = seed ? fmd_accumulate_grad(root, seed) : -1;
+        fmd_release(seed);
+    }
+    for (int64_t i = order.n - 1; i >= 0; i--) {
+        fmd_tensor *t = order.v[i];
+        fmd_node *n = t->grad_fn;
+        if (rc == 0 && t->grad) {
+            if (n->backward(n, t->grad)) {
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", fmd_error());
+                rc = fmd_fail("backward of %s: %s", n->name, msg);
+            }
+        }
+        if (!t->retains_grad) { fmd_release(t->grad); t->grad = NULL; }
+        /* free the graph: PyTorch's retain_graph=False */
+        t->grad_fn = NULL;
+        fmd_node_release(n);
+    }
+    for (int64_t i = 0; i < order.n; i++) fmd_release(order.v[i]);
+    free(order.v);
+    fmd_set_grad_enabled(prev);
+    return rc;
+}
