@@ -220,6 +220,68 @@ fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name);
  * writes path.tmp then renames. */
 int fmd_image_save_png(const char *path, const fmd_tensor *img);
 
+/* --- transforms and data loader (engine/transform.c, loader.c) --- */
+/* PNG writers: img values in [0, maxval] (maxval 255 for uint8 data); pix is
+ * H x W x ch interleaved bytes, ch 1 or 3. Both write path.tmp, rename. */
+int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float maxval);
+int fmd_image_save_png_u8(const char *path, const uint8_t *pix, int64_t h, int64_t w, int ch);
+/* Kernels on img (C,H,W); each returns a new contiguous tensor, no autograd.
+ * resize: bilinear with PIL's taps (antialiased when shrinking); pil8 = 1
+ * quantizes to 8 bits and uses PIL's fixed-point math, matching PIL's
+ * im.resize(size, BILINEAR) on uint8 images exactly. */
+fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8);
+/* out[c,y,x] = img[c, y+top, x+left], fill outside the image: pad + crop */
+fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow, float fill);
+fmd_tensor *fmd_image_hflip(fmd_tensor *img);
+/* (v - mean[c]) / std[c]; n = C values, or 1 for all channels */
+fmd_tensor *fmd_image_normalize(fmd_tensor *img, int n, const float *mean, const float *std);
+
+/* A transform chain the loader can run without Lua. Random ops draw from
+ * the rng in op order: random crop draws top then left (each
+ * floor(u * count)), flip draws u and flips when u < p. */
+enum { FMD_TF_RESIZE = 1, FMD_TF_CENTER_CROP, FMD_TF_RANDOM_CROP, FMD_TF_HFLIP, FMD_TF_NORMALIZE };
+#define FMD_TF_MAX_OPS 16
+#define FMD_TF_MAX_CH 4
+typedef struct fmd_tf_op {
+    int kind;
+    int64_t h, w;        /* output size: resize, crops */
+    int pad;             /* random crop: zero padding on each side */
+    int pil8;            /* resize: 8-bit PIL emulation */
+    float p;             /* flip probability */
+    int nch;             /* normalize: number of mean/std values */
+    float mean[FMD_TF_MAX_CH], std[FMD_TF_MAX_CH];
+} fmd_tf_op;
+typedef struct fmd_transform { int n; fmd_tf_op ops[FMD_TF_MAX_OPS]; } fmd_transform;
+int fmd_transform_check(const fmd_transform *tf);
+fmd_tensor *fmd_transform_apply(const fmd_transform *tf, fmd_tensor *img, fmd_rng *rng);
+/* seed of sample `index` in `epoch`: the loader seeds each sample's rng with
+ * it, so results do not depend on workers or batch size */
+uint64_t fmd_sample_seed(uint64_t seed, int64_t epoch, int64_t index);
+/* order[0..n) = 0..n-1, shuffled (Fisher-Yates) per (seed, epoch) if asked */
+void fmd_loader_order(int64_t n, int shuffle, uint64_t seed, int64_t epoch, int64_t *order);
+
+/* Threaded loader: workers decode + transform samples into a bounded ring of
+ * `prefetch` batches ahead of the consumer. Batches are images (B,C,H,W)
+ * and labels (B). num_workers 0 decodes in the caller's thread. */
+typedef struct fmd_loader fmd_loader;
+typedef struct fmd_loader_opts {
+    int64_t batch_size;
+    int shuffle, drop_last;
+    int num_workers;     /* 0 = no threads */
+    int prefetch;        /* batches in flight; 0 = default (2) */
+    uint64_t seed;
+} fmd_loader_opts;
+/* copies paths, labels and tf */
+fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *labels,
+                           const fmd_transform *tf, const fmd_loader_opts *opts);
+int64_t fmd_loader_num_batches(const fmd_loader *l);
+int fmd_loader_start(fmd_loader *l, int64_t epoch);   /* stops a running epoch first */
+/* 1 = batch returned (caller owns both), 0 = epoch done, -1 = error (a
+ * worker's message, with the file name); errors repeat until restarted */
+int fmd_loader_next(fmd_loader *l, fmd_tensor **images, fmd_tensor **labels);
+void fmd_loader_stop(fmd_loader *l);                  /* joins workers, frees batches */
+void fmd_loader_free(fmd_loader *l);                  /* NULL is fine */
+
 /* ------------------------------------------------- nn ops (engine/nn_*.c) */
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
 fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */,
@@ -249,8 +311,14 @@ typedef struct fmd_tensor_dict {
     char **meta_keys, **meta_vals;
 } fmd_tensor_dict;
 void fmd_tensor_dict_free(fmd_tensor_dict *d);  /* frees contents, not d itself */
-/* safetensors: F32 written; F32/F16/BF16/F64/I64/I32/U8 read as float32.
- * Save writes path.tmp then renames. */
+/* appends (copy of name, new reference to t); -1 on a duplicate name */
+int fmd_tensor_dict_add(fmd_tensor_dict *d, const char *name, fmd_tensor *t);
+int fmd_tensor_dict_add_meta(fmd_tensor_dict *d, const char *key, const char *val);
+float fmd_half_to_float(uint16_t h);           /* IEEE binary16 */
+float fmd_bf16_to_float(uint16_t b);           /* bfloat16 */
+/* safetensors: F32 written (tensors in name order, header padded to 8 bytes
+ * like the reference implementation); F32/F16/BF16/F64/I64/I32/I16/I8/U8/BOOL
+ * read as float32. Save writes path.tmp then renames. */
 int fmd_safetensors_save(const char *path, const fmd_tensor_dict *d);
 int fmd_safetensors_load(const char *path, fmd_tensor_dict *out);
 /* PyTorch checkpoints (zip and legacy formats) with a restricted unpickler:

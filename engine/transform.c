@@ -1,0 +1,400 @@
+/*
+ * transform.c - image kernels on C x H x W float tensors (resize, pad+crop,
+ * horizontal flip, normalize) and the transform chain the data loader runs.
+ *
+ * The kernels are serial on purpose: they run inside data-loader workers, so
+ * parallelism comes from the workers and never competes with fmd_parallel.
+ * They record no autograd (data preparation only).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmd.h"
+
+/* contiguous (C,H,W) source or an error naming the op */
+static fmd_tensor *chw_input(const char *op, fmd_tensor *img) {
+    if (!img) return fmd_fail_null("%s: image is NULL", op);
+    if (img->ndim != 3) {
+        char sb[96];
+        fmd_shape_str(sb, sizeof sb, img->ndim, img->shape);
+        return fmd_fail_null("%s: image must be C x H x W, got %s", op, sb);
+    }
+    return fmd_contiguous(img);
+}
+
+/* ------------------------------------------------------------- resize */
+
+/* Filter taps laid out like PIL's precompute_coeffs (Resample.c), so float
+ * and 8-bit results follow PIL's bilinear resize: a triangle filter whose
+ * support widens by the scale factor when shrinking (antialiasing). */
+typedef struct {
+    int64_t ksize;
+    int64_t *xmin, *xcnt;   /* first tap and tap count per output pixel */
+    double *k;              /* out x ksize normalized weights */
+    int32_t *ik;            /* fixed-point weights for the 8-bit path */
+} taps;
+
+#define PIL_PRECISION_BITS (32 - 8 - 2)
+
+static void taps_free(taps *t) {
+    free(t->xmin); free(t->xcnt); free(t->k); free(t->ik);
+}
+
+static double bilinear_filter(double x) {
+    if (x < 0) x = -x;
+    return x < 1 ? 1 - x : 0;
+}
+
+static int taps_make(int64_t in, int64_t out, taps *t) {
+    double scale = (double)in / (double)out;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    t->ksize = (int64_t)ceil(support) * 2 + 1;
+    t->xmin = malloc(sizeof(int64_t) * out);
+    t->xcnt = malloc(sizeof(int64_t) * out);
+    t->k = calloc((size_t)(out * t->ksize), sizeof(double));
+    t->ik = calloc((size_t)(out * t->ksize), sizeof(int32_t));
+    if (!t->xmin || !t->xcnt || !t->k || !t->ik) {
+        taps_free(t);
+        return fmd_fail("resize: out of memory for %lld filter taps", (long long)(out * t->ksize));
+    }
+    for (int64_t xx = 0; xx < out; xx++) {
+        double center = (xx + 0.5) * scale;
+        double ww = 0.0, ss = 1.0 / filterscale;
+        int64_t xmin = (int64_t)(center - support + 0.5);   /* truncation, as in PIL */
+        if (xmin < 0) xmin = 0;
+        int64_t xmax = (int64_t)(center + support + 0.5);
+        if (xmax > in) xmax = in;
+        xmax -= xmin;
+        double *k = t->k + xx * t->ksize;
+        for (int64_t x = 0; x < xmax; x++) {
+            double w = bilinear_filter((x + xmin - center + 0.5) * ss);
+            k[x] = w;
+            ww += w;
+        }
+        for (int64_t x = 0; x < xmax; x++) {
+            if (ww != 0.0) k[x] /= ww;
+            /* weights are >= 0, so PIL's rounding is +0.5 then truncation */
+            t->ik[xx * t->ksize + x] = (int32_t)(0.5 + k[x] * (1 << PIL_PRECISION_BITS));
+        }
+        t->xmin[xx] = xmin;
+        t->xcnt[xx] = xmax;
+    }
+    return 0;
+}
+
+static inline uint8_t pil_clip8(int32_t v) {
+    if (v >= (1 << PIL_PRECISION_BITS << 8)) return 255;
+    if (v <= 0) return 0;
+    return (uint8_t)(v >> PIL_PRECISION_BITS);
+}
+
+static inline uint8_t to_u8(float v) {
+    v = v != v ? 0 : v < 0 ? 0 : v > 1 ? 1 : v;
+    return (uint8_t)lrintf(v * 255.0f);
+}
+
+/* 8-bit path: src/dst hold one plane each of (h, w) bytes */
+static void resample_u8(const uint8_t *src, int64_t h, int64_t w, uint8_t *tmp, uint8_t *dst,
+                        int64_t oh, int64_t ow, const taps *th, const taps *tv) {
+    const uint8_t *hsrc = src;
+    if (th) {   /* horizontal: (h, w) -> (h, ow) */
+        for (int64_t y = 0; y < h; y++)
+            for (int64_t x = 0; x < ow; x++) {
+                const int32_t *k = th->ik + x * th->ksize;
+                const uint8_t *p = src + y * w + th->xmin[x];
+                int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
+                for (int64_t i = 0; i < th->xcnt[x]; i++) ss += p[i] * k[i];
+                tmp[y * ow + x] = pil_clip8(ss);
+            }
+        hsrc = tmp;
+    }
+    int64_t cw = th ? ow : w;
+    if (tv) {   /* vertical: (h, ow) -> (oh, ow) */
+        for (int64_t y = 0; y < oh; y++) {
+            const int32_t *k = tv->ik + y * tv->ksize;
+            for (int64_t x = 0; x < cw; x++) {
+                const uint8_t *p = hsrc + tv->xmin[y] * cw + x;
+                int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
+                for (int64_t i = 0; i < tv->xcnt[y]; i++) ss += p[i * cw] * k[i];
+                dst[y * cw + x] = pil_clip8(ss);
+            }
+        }
+    } else {
+        memcpy(dst, hsrc, (size_t)(oh * ow));
+    }
+}
+
+static void resample_f32(const float *src, int64_t h, int64_t w, float *tmp, float *dst,
+                         int64_t oh, int64_t ow, const taps *th, const taps *tv) {
+    const float *hsrc = src;
+    if (th) {
+        for (int64_t y = 0; y < h; y++)
+            for (int64_t x = 0; x < ow; x++) {
+                const double *k = th->k + x * th->ksize;
+                const float *p = src + y * w + th->xmin[x];
+                float ss = 0;
+                for (int64_t i = 0; i < th->xcnt[x]; i++) ss += p[i] * (float)k[i];
+                tmp[y * ow + x] = ss;
+            }
+        hsrc = tmp;
+    }
+    int64_t cw = th ? ow : w;
+    if (tv) {
+        for (int64_t y = 0; y < oh; y++) {
+            const double *k = tv->k + y * tv->ksize;
+            float *o = dst + y * cw;
+            for (int64_t x = 0; x < cw; x++) o[x] = 0;
+            /* row-wise accumulation keeps the inner loop contiguous */
+            for (int64_t i = 0; i < tv->xcnt[y]; i++) {
+                const float *p = hsrc + (tv->xmin[y] + i) * cw;
+                float kk = (float)k[i];
+                for (int64_t x = 0; x < cw; x++) o[x] += p[x] * kk;
+            }
+        }
+    } else {
+        memcpy(dst, hsrc, sizeof(float) * (size_t)(oh * ow));
+    }
+}
+
+// img is (C,H,W); returns (C,oh,ow)
+fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) {
+    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
+        return fmd_fail_null("resize: output size %lld x %lld must be in 1..65535",
+                             (long long)oh, (long long)ow);
+    fmd_tensor *x = chw_input("resize", img);
+    if (!x) return NULL;
+    int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
+    if (h == 0 || w == 0) {
+        fmd_release(x);
+        return fmd_fail_null("resize: cannot resize an empty %lld x %lld image", (long long)h, (long long)w);
+    }
+    fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
+    taps th = {0}, tv = {0};
+    int need_h = ow != w, need_v = oh != h;
+    void *tmp = NULL, *a = NULL, *b = NULL;
+    if (!out || (need_h && taps_make(w, ow, &th)) || (need_v && taps_make(h, oh, &tv))) goto fail;
+    size_t esz = pil8 ? 1 : sizeof(float);
+    tmp = malloc(esz * (size_t)(h * ow));
+    if (pil8) {
+        a = malloc((size_t)(h * w));
+        b = malloc((size_t)(oh * ow));
+    }
+    if (!tmp || (pil8 && (!a || !b))) {
+        fmd_fail("resize: out of memory");
+        goto fail;
+    }
+    const float *src = fmd_data(x);
+    float *dst = fmd_data(out);
+    for (int64_t c = 0; c < C; c++) {
+        const float *sp = src + c * h * w;
+        float *dp = dst + c * oh * ow;
+        if (pil8) {
+            /* like PIL on a uint8 image: quantize, resample with fixed-point
+             * weights and 8-bit intermediates, then back to [0, 1] */
+            uint8_t *ua = a, *ub = b;
+            for (int64_t i = 0; i < h * w; i++) ua[i] = to_u8(sp[i]);
+            resample_u8(ua, h, w, tmp, ub, oh, ow, need_h ? &th : NULL, need_v ? &tv : NULL);
+            for (int64_t i = 0; i < oh * ow; i++) dp[i] = ub[i] * (1.0f / 255.0f);
+        } else {
+            resample_f32(sp, h, w, tmp, dp, oh, ow, need_h ? &th : NULL, need_v ? &tv : NULL);
+        }
+    }
+    free(tmp); free(a); free(b);
+    taps_free(&th); taps_free(&tv);
+    fmd_release(x);
+    return out;
+fail:
+    free(tmp); free(a); free(b);
+    taps_free(&th); taps_free(&tv);
+    fmd_release(x);
+    fmd_release(out);
+    return NULL;
+}
+
+/* ------------------------------------------------- crop, flip, normalize */
+
+// img is (C,H,W); returns (C,oh,ow) with out[c,y,x] = img[c, y+top, x+left], fill outside
+fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow,
+                               float fill) {
+    if (oh <= 0 || ow <= 0) return fmd_fail_null("crop: size %lld x %lld must be positive",
+                                                 (long long)oh, (long long)ow);
+    fmd_tensor *x = chw_input("crop", img);
+    if (!x) return NULL;
+    int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
+    fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
+    if (!out) { fmd_release(x); return NULL; }
+    const float *s = fmd_data(x);
+    float *d = fmd_data(out);
+    /* columns [x0, x1) of the output come from the image */
+    int64_t x0 = left < 0 ? -left : 0, x1 = w - left < ow ? w - left : ow;
+    if (x1 < x0) x1 = x0;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t y = 0; y < oh; y++) {
+            float *o = d + (c * oh + y) * ow;
+            int64_t sy = y + top;
+            if (sy < 0 || sy >= h) {
+                for (int64_t i = 0; i < ow; i++) o[i] = fill;
+                continue;
+            }
+            for (int64_t i = 0; i < x0 && i < ow; i++) o[i] = fill;
+            if (x1 > x0) memcpy(o + x0, s + (c * h + sy) * w + x0 + left, sizeof(float) * (size_t)(x1 - x0));
+            for (int64_t i = x1 > x0 ? x1 : x0; i < ow; i++) o[i] = fill;
+        }
+    fmd_release(x);
+    return out;
+}
+
+// img is (C,H,W); returns (C,H,W) mirrored left-right
+fmd_tensor *fmd_image_hflip(fmd_tensor *img) {
+    fmd_tensor *x = chw_input("hflip", img);
+    if (!x) return NULL;
+    fmd_tensor *out = fmd_empty_like(x);
+    if (!out) { fmd_release(x); return NULL; }
+    int64_t rows = x->shape[0] * x->shape[1], w = x->shape[2];
+    const float *s = fmd_data(x);
+    float *d = fmd_data(out);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < w; i++) d[r * w + i] = s[r * w + w - 1 - i];
+    fmd_release(x);
+    return out;
+}
+
+// img is (C,H,W); mean/std have n = C entries (or 1, used for all); returns (C,H,W)
+fmd_tensor *fmd_image_normalize(fmd_tensor *img, int n, const float *mean, const float *std) {
+    fmd_tensor *x = chw_input("normalize", img);
+    if (!x) return NULL;
+    int64_t C = x->shape[0], plane = x->shape[1] * x->shape[2];
+    if (n != 1 && n != C) {
+        fmd_release(x);
+        return fmd_fail_null("normalize: %d mean/std values for an image with %lld channels", n, (long long)C);
+    }
+    for (int i = 0; i < n; i++)
+        if (!(std[i] != 0) || std[i] != std[i]) {
+            fmd_release(x);
+            return fmd_fail_null("normalize: std[%d] = %g must be nonzero", i + 1, std[i]);
+        }
+    fmd_tensor *out = fmd_empty_like(x);
+    if (!out) { fmd_release(x); return NULL; }
+    const float *s = fmd_data(x);
+    float *d = fmd_data(out);
+    for (int64_t c = 0; c < C; c++) {
+        /* (v - m) / s, as torchvision computes it */
+        float m = mean[n == 1 ? 0 : c], sd = std[n == 1 ? 0 : c];
+        for (int64_t i = 0; i < plane; i++) d[c * plane + i] = (s[c * plane + i] - m) / sd;
+    }
+    fmd_release(x);
+    return out;
+}
+
+/* ------------------------------------------------------ transform chain */
+
+/* integer in [0, n) from one uniform draw; shared with the Lua transforms */
+static int64_t draw_int(fmd_rng *rng, int64_t n) {
+    int64_t v = (int64_t)(fmd_rng_next_uniform(rng) * (double)n);
+    return v >= n ? n - 1 : v;
+}
+
+/* Python's round() on k/2 (ties to even), as torchvision's center crop uses */
+static int64_t half_round_even(int64_t d) {
+    if (d % 2 == 0) return d / 2;
+    int64_t lo = d / 2;          /* d > 0 here */
+    return lo % 2 == 0 ? lo : lo + 1;
+}
+
+int fmd_transform_check(const fmd_transform *tf) {
+    if (!tf || tf->n < 0 || tf->n > FMD_TF_MAX_OPS)
+        return fmd_fail("transform: needs 0..%d ops", FMD_TF_MAX_OPS);
+    for (int i = 0; i < tf->n; i++) {
+        const fmd_tf_op *op = &tf->ops[i];
+        switch (op->kind) {
+        case FMD_TF_RESIZE: case FMD_TF_CENTER_CROP: case FMD_TF_RANDOM_CROP:
+            if (op->h <= 0 || op->w <= 0 || op->h > 65535 || op->w > 65535)
+                return fmd_fail("transform op %d: size %lld x %lld must be in 1..65535", i + 1,
+                                (long long)op->h, (long long)op->w);
+            if (op->kind == FMD_TF_RANDOM_CROP && op->pad < 0)
+                return fmd_fail("transform op %d: padding %d must be >= 0", i + 1, op->pad);
+            break;
+        case FMD_TF_HFLIP:
+            if (!(op->p >= 0 && op->p <= 1))
+                return fmd_fail("transform op %d: flip probability %g must be in [0, 1]", i + 1, op->p);
+            break;
+        case FMD_TF_NORMALIZE:
+            if (op->nch < 1 || op->nch > FMD_TF_MAX_CH)
+                return fmd_fail("transform op %d: normalize needs 1..%d mean/std values", i + 1, FMD_TF_MAX_CH);
+            break;
+        default:
+            return fmd_fail("transform op %d: unknown kind %d", i + 1, op->kind);
+        }
+    }
+    return 0;
+}
+
+// img is (C,H,W); returns the transformed image (new reference)
+fmd_tensor *fmd_transform_apply(const fmd_transform *tf, fmd_tensor *img, fmd_rng *rng) {
+    if (fmd_transform_check(tf)) return NULL;
+    fmd_tensor *cur = chw_input("transform", img);
+    for (int i = 0; i < tf->n && cur; i++) {
+        const fmd_tf_op *op = &tf->ops[i];
+        int64_t h = cur->shape[1], w = cur->shape[2];
+        fmd_tensor *next = NULL;
+        switch (op->kind) {
+        case FMD_TF_RESIZE:
+            next = fmd_image_resize(cur, op->h, op->w, op->pil8);
+            break;
+        case FMD_TF_CENTER_CROP: {
+            /* smaller images are zero-padded first, as in torchvision */
+            int64_t top = h >= op->h ? half_round_even(h - op->h) : -((op->h - h) / 2);
+            int64_t left = w >= op->w ? half_round_even(w - op->w) : -((op->w - w) / 2);
+            next = fmd_image_pad_crop(cur, top, left, op->h, op->w, 0.0f);
+            break;
+        }
+        case FMD_TF_RANDOM_CROP: {
+            int64_t ph = h + 2 * op->pad, pw = w + 2 * op->pad;
+            if (ph < op->h || pw < op->w) {
+                fmd_fail("random crop: crop %lld x %lld is larger than the padded image %lld x %lld",
+                         (long long)op->h, (long long)op->w, (long long)ph, (long long)pw);
+                break;
+            }
+            int64_t top = draw_int(rng, ph - op->h + 1);
+            int64_t left = draw_int(rng, pw - op->w + 1);
+            next = fmd_image_pad_crop(cur, top - op->pad, left - op->pad, op->h, op->w, 0.0f);
+            break;
+        }
+        case FMD_TF_HFLIP:
+            next = fmd_rng_next_uniform(rng) < op->p ? fmd_image_hflip(cur) : fmd_retain(cur);
+            break;
+        case FMD_TF_NORMALIZE:
+            next = fmd_image_normalize(cur, op->nch, op->mean, op->std);
+            break;
+        }
+        fmd_release(cur);
+        cur = next;
+    }
+    return cur;
+}
+
+/* splitmix64 finalizer: decorrelates nearby (seed, epoch, index) triples */
+static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t fmd_sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
+    return mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)index);
+}
+
+void fmd_loader_order(int64_t n, int shuffle, uint64_t seed, int64_t epoch, int64_t *order) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    if (!shuffle) return;
+    fmd_rng r;
+    /* index -1 keeps the shuffle stream apart from every sample's stream */
+    fmd_rng_seed(&r, fmd_sample_seed(seed, epoch, -1));
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(((unsigned __int128)fmd_rng_next(&r) * (uint64_t)(i + 1)) >> 64);
+        int64_t t = order[i]; order[i] = order[j]; order[j] = t;
+    }
+}
