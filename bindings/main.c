@@ -81,6 +81,10 @@ static void set_paths(lua_State *L) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = 0;
+        lua_getglobal(L, "package");
+        lua_pushstring(L, exe);
+        lua_setfield(L, -2, "fmd_exe");   /* for tests and scripts that start fmd */
+        lua_pop(L, 1);
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;

@@ -189,6 +189,9 @@ int fmd_backward(fmd_tensor *root, fmd_tensor *gradient) {
     for (int64_t i = order.n - 1; i >= 0; i--) {
         fmd_tensor *t = order.v[i];
         fmd_node *n = t->grad_fn;
+        if (rc == 0 && t->grad && !n->backward)
+            rc = fmd_fail("backward: trying to backward through the graph a second time (through %s); "
+                          "the graph is freed after backward", n->name);
         if (rc == 0 && t->grad) {
             if (n->backward(n, t->grad)) {
                 char msg[1024];
@@ -197,9 +200,15 @@ int fmd_backward(fmd_tensor *root, fmd_tensor *gradient) {
             }
         }
         if (!t->retains_grad) { fmd_release(t->grad); t->grad = NULL; }
-        /* free the graph: PyTorch's retain_graph=False */
-        t->grad_fn = NULL;
-        fmd_node_release(n);
+        /* free the graph (PyTorch's retain_graph=False): the node stays as a
+         * marker so the tensor is still a non-leaf and a second backward
+         * through it is a clear error */
+        for (int k = 0; k < n->ninputs; k++) { fmd_release(n->inputs[k]); n->inputs[k] = NULL; }
+        for (int k = 0; k < FMD_NODE_MAX_SAVED; k++) { fmd_release(n->saved[k]); n->saved[k] = NULL; }
+        free(n->ctx);
+        n->ctx = NULL;
+        n->ninputs = 0;
+        n->backward = NULL;
     }
     for (int64_t i = 0; i < order.n; i++) fmd_release(order.v[i]);
     free(order.v);

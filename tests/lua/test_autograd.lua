@@ -1,0 +1,122 @@
+-- Autograd: graph recording, backward, accumulation, no_grad, detach,
+-- retain_grad, gradients w.r.t. inputs, finite-difference checks.
+local fmd = require "fmd"
+
+-- central differences of scalar f at x (float32: step 1e-2, relative metric)
+local function numgrad(f, x, eps)
+  eps = eps or 1e-2
+  local g = fmd.zeros(x:size())
+  local flat, gflat = x:view(-1), g:view(-1)
+  for i = 1, x:numel() do
+    local v = flat[i]
+    flat[i] = v + eps; local fp = fmd.no_grad(f):item()
+    flat[i] = v - eps; local fm = fmd.no_grad(f):item()
+    flat[i] = v
+    gflat[i] = (fp - fm) / (2 * eps)
+  end
+  return g
+end
+
+local function gradcheck(name, f, inputs, tol)
+  for _, x in ipairs(inputs) do x.grad = nil; x.requires_grad = true end
+  f():backward()
+  for k, x in ipairs(inputs) do
+    local num = numgrad(f, x)
+    expect_near(x.grad, num, tol or 2e-2, name .. " input " .. k)
+  end
+end
+
+test("simple chain rule", function()
+  local x = fmd.tensor{1, 2, 3}:requires_grad_()
+  local y = (x * x * 3 + x):sum()
+  y:backward()
+  expect_near(x.grad, fmd.tensor{7, 13, 19})
+  expect(x.is_leaf and not y.is_leaf)
+  expect_error(function() y:backward() end, "second time")
+end)
+
+test("gradients accumulate until cleared", function()
+  local x = fmd.tensor{1, 2}:requires_grad_()
+  x:sum():backward(); x:sum():backward()
+  expect_near(x.grad, fmd.tensor{2, 2})
+  x.grad = nil
+  (x * 3):sum():backward()
+  expect_near(x.grad, fmd.tensor{3, 3})
+end)
+
+test("no_grad, detach and requires_grad", function()
+  local x = fmd.randn(3):requires_grad_()
+  local y = fmd.no_grad(function() return x * 2 end)
+  expect(not y.requires_grad and y.grad_fn == nil)
+  expect(fmd.is_grad_enabled())
+  local d = x:detach()
+  expect(not d.requires_grad)
+  expect_error(function() fmd.no_grad(function() error("boom") end) end, "boom")
+  expect(fmd.is_grad_enabled(), "grad mode restored after an error")
+  expect_error(function() (x * 2).requires_grad = false end, "non-leaf")
+  expect_error(function() fmd.ones(3):sum():backward() end, "does not require grad")
+end)
+
+test("retain_grad on an intermediate and grad w.r.t. input", function()
+  local img = fmd.randn(1, 3, 4, 4):requires_grad_()
+  local w = fmd.randn(3, 4, 4)
+  local act = img * w
+  act:retain_grad()
+  local score = act:sum()
+  score:backward()
+  expect_near(act.grad, fmd.ones(1, 3, 4, 4))
+  expect_near(img.grad, w:view(1, 3, 4, 4))
+end)
+
+test("backward with an explicit gradient", function()
+  local x = fmd.tensor{1, 2, 3}:requires_grad_()
+  local y = x * 2
+  y:backward(fmd.tensor{1, 0, -1})
+  expect_near(x.grad, fmd.tensor{2, 0, -2})
+  expect_error(function() (x * 2):backward() end, "one-element")
+end)
+
+test("gradcheck: elementwise and broadcasting", function()
+  fmd.manual_seed(1)
+  local a, b = fmd.rand(2, 3) + 0.5, fmd.rand(3) + 0.5
+  gradcheck("add", function() return ((a + b) * (a + b)):sum() end, {a, b})
+  gradcheck("sub", function() return ((a - b) ^ 2):sum() end, {a, b})
+  gradcheck("mul", function() return (a * b):sum() end, {a, b})
+  gradcheck("div", function() return (a / b):sum() end, {a, b})
+  gradcheck("pow", function() return (a:pow(b)):sum() end, {a, b})
+  gradcheck("maximum", function() return a:maximum(b * 1.1):sum() end, {a, b})
+  gradcheck("scalars", function() return ((2 - a) * 3 + 1 / a):sum() end, {a})
+end)
+
+test("gradcheck: unary maths", function()
+  fmd.manual_seed(2)
+  local a = fmd.rand(4) + 0.5
+  for _, op in ipairs{"exp", "log", "sqrt", "sigmoid", "tanh", "neg"} do
+    gradcheck(op, function() return a[op](a):mul(fmd.tensor{1, 2, 3, 4}):sum() end, {a})
+  end
+  local s = fmd.tensor{-1.3, -0.2, 0.4, 2.0}
+  gradcheck("abs", function() return s:abs():sum() end, {s})
+  gradcheck("relu", function() return (s:relu() * s):sum() end, {s})
+  gradcheck("clamp", function() return (s:clamp(-0.5, 1) * s):sum() end, {s})
+end)
+
+test("gradcheck: reductions, views, matmul", function()
+  fmd.manual_seed(3)
+  local a = fmd.randn(3, 4)
+  local w = fmd.randn(3, 4)
+  gradcheck("sum dim", function() return (a:sum(2) * fmd.tensor{1, 2, 3}):sum() end, {a})
+  gradcheck("mean dim", function() return (a:mean(1, true) ^ 2):sum() end, {a})
+  gradcheck("max dim", function() return (a:max(2) * fmd.tensor{1, 2, 3}):sum() end, {a})
+  gradcheck("max all", function() return a:max() * 3 end, {a})
+  gradcheck("view/transpose", function() return (a:t():reshape(12) * w:view(12)):sum() end, {a})
+  gradcheck("permute", function() return (a:view(3, 2, 2):permute(3, 1, 2):contiguous():view(-1) * w:view(-1)):sum() end, {a})
+  gradcheck("narrow/select", function() return (a:narrow(2, 2, 2):sum() + a:select(1, 3):sum() * 2) end, {a})
+  local r = fmd.randn(3, 4)
+  gradcheck("index", function() return (a:index(1, {3, 1, 3}) * r):sum() end, {a})
+  local b = fmd.randn(4, 2)
+  gradcheck("matmul", function() return (a:matmul(b) ^ 2):sum() end, {a, b})
+  local v = fmd.randn(4)
+  gradcheck("matvec", function() return (a:matmul(v) ^ 2):sum() end, {a, v})
+  local x, y = fmd.randn(2, 3, 4), fmd.randn(2, 4, 5)
+  gradcheck("bmm", function() return (x:matmul(y) ^ 2):sum() end, {x, y})
+end)

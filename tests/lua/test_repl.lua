@@ -1,0 +1,62 @@
+-- The REPL driven through stdin: auto-print, multi-line input, errors that
+-- do not end the session; and script/-e/exit-status behaviour.
+local exe = package.fmd_exe
+
+local function run(cmd, input)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w")); f:write(input or ""); f:close()
+  local p = assert(io.popen(("%s < %s 2>&1; echo \"exit=$?\""):format(cmd, tmp)))
+  local out = p:read("a"); p:close()
+  os.remove(tmp)
+  return out
+end
+
+test("repl auto-prints, takes multi-line chunks, survives errors", function()
+  local out = run(exe, table.concat({
+    "1 + 2",
+    "function sq(x)",
+    "  return x * x",
+    "end",
+    "sq(7)",
+    "error('oops')",
+    "fmd.zeros(2, 2) + 1",
+    "nosuch.field",
+    "print('still here')",
+  }, "\n") .. "\n")
+  expect(out:find("\n?3\n"), out)
+  expect(out:find("49", 1, true), out)
+  expect(out:find("oops", 1, true), out)
+  expect(out:find("[[1., 1.],", 1, true), out)
+  expect(out:find("attempt to index a nil value", 1, true), out)
+  expect(out:find("still here", 1, true), out)
+  expect(out:find("exit=0", 1, true), out)
+end)
+
+test("script errors exit non-zero with file:line: message", function()
+  local tmp = os.tmpname() .. ".lua"
+  local f = assert(io.open(tmp, "w")); f:write("local x = 1\nerror('bad thing')\n"); f:close()
+  local out = run(exe .. " " .. tmp)
+  os.remove(tmp)
+  expect(out:find(tmp .. ":2: bad thing", 1, true), out)
+  expect(out:find("exit=1", 1, true), out)
+end)
+
+test("arg table, -e, --version, unknown flag", function()
+  local tmp = os.tmpname() .. ".lua"
+  local f = assert(io.open(tmp, "w")); f:write("print(arg[0] ~= nil, arg[1], arg[2], select('#', ...))\n"); f:close()
+  local out = run(exe .. " " .. tmp .. " a b")
+  os.remove(tmp)
+  expect(out:find("true\ta\tb\t2", 1, true), out)
+  expect(run(exe .. " -e 'print(fmd.ones(3):sum():item())'"):find("3.0", 1, true))
+  expect(run(exe .. " --version"):find("fmd %d"))
+  local bad = run(exe .. " --bogus")
+  expect(bad:find("unknown option '--bogus'", 1, true) and bad:find("exit=1", 1, true), bad)
+end)
+
+test("-i runs the script then the REPL", function()
+  local tmp = os.tmpname() .. ".lua"
+  local f = assert(io.open(tmp, "w")); f:write("answer = 42\n"); f:close()
+  local out = run(exe .. " -i " .. tmp, "answer + 1\n")
+  os.remove(tmp)
+  expect(out:find("43", 1, true), out)
+end)
