@@ -86,6 +86,7 @@ int fmd_lua_check_dim(lua_State *L, int arg, int ndim, lua_Integer d) {
 int luaopen_fmd_core(lua_State *L) {
     lua_newtable(L);
     fmd_lua_open_tensor(L);
+    fmd_lua_open_sys(L);
     fmd_lua_open_nn(L);
     fmd_lua_open_conv(L);
     fmd_lua_open_optim(L);

@@ -40,6 +40,7 @@ void fmd_lua_open_tensor(lua_State *L);
 void fmd_lua_open_nn(lua_State *L);
 void fmd_lua_open_conv(lua_State *L);
 void fmd_lua_open_optim(lua_State *L);
+void fmd_lua_open_sys(lua_State *L);
 void fmd_lua_open_image(lua_State *L);
 void fmd_lua_open_serialize(lua_State *L);
 void fmd_lua_open_faces(lua_State *L);
