@@ -1,3 +1,114 @@
-/* stub: filled in by the serialize work */
+/* lua_serialize.c - tensor files from Lua:
+ *   fmd.save_safetensors(path, {name = tensor, ...} [, {key = "value", ...}])
+ *   tensors, metadata = fmd.load_safetensors(path)
+ *   tensors, names = fmd.load_pth(path)     -- names: the file's order
+ */
 #include "fmd_lua.h"
-void fmd_lua_open_serialize(lua_State *L) { (void)L; }
+
+#include <string.h>
+
+/* pushes the dict's tensors as a name -> tensor table (and, when names_too,
+ * a list of the names in order); the dict's references move to Lua */
+static void push_tensors(lua_State *L, fmd_tensor_dict *d, int names_too) {
+    lua_createtable(L, 0, d->n);
+    for (int i = 0; i < d->n; i++) {
+        fmd_tensor *t = d->tensors[i];
+        d->tensors[i] = NULL;
+        fmd_lua_push_tensor(L, t);
+        lua_setfield(L, -2, d->names[i]);
+    }
+    if (names_too) {
+        lua_createtable(L, d->n, 0);
+        for (int i = 0; i < d->n; i++) {
+            lua_pushstring(L, d->names[i]);
+            lua_seti(L, -2, i + 1);
+        }
+    }
+}
+
+static int l_save_safetensors(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int has_meta = !lua_isnoneornil(L, 3);
+    if (has_meta) luaL_checktype(L, 3, LUA_TTABLE);
+    /* check everything first: nothing is allocated yet, so raising is safe */
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "save_safetensors: tensor names must be strings, got a %s key",
+                              luaL_typename(L, -2));
+        if (!fmd_lua_is_tensor(L, -1))
+            return luaL_error(L, "save_safetensors: '%s' is a %s, not a tensor", lua_tostring(L, -2),
+                              luaL_typename(L, -1));
+        fmd_lua_check_tensor(L, -1);   /* raises on a freed tensor */
+        lua_pop(L, 1);
+    }
+    if (has_meta) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            int vt = lua_type(L, -1);
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return luaL_error(L, "save_safetensors: metadata keys must be strings, got a %s key",
+                                  luaL_typename(L, -2));
+            if (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
+                return luaL_error(L, "save_safetensors: metadata '%s' is a %s; values must be strings "
+                                  "(numbers and booleans are converted)", lua_tostring(L, -2),
+                                  luaL_typename(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    fmd_tensor_dict d;
+    memset(&d, 0, sizeof d);
+    int rc = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (!rc) rc = fmd_tensor_dict_add(&d, lua_tostring(L, -2), *(fmd_tensor **)lua_touserdata(L, -1));
+        lua_pop(L, 1);
+    }
+    if (has_meta) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            /* luaL_tolstring pushes a converted copy, leaving the key intact */
+            const char *v = luaL_tolstring(L, -1, NULL);
+            if (!rc) rc = fmd_tensor_dict_add_meta(&d, lua_tostring(L, -3), v);
+            lua_pop(L, 2);
+        }
+    }
+    if (!rc) rc = fmd_safetensors_save(path, &d);
+    fmd_tensor_dict_free(&d);
+    if (rc) return fmd_lua_error(L);
+    return 0;
+}
+
+static int l_load_safetensors(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    fmd_tensor_dict d;
+    if (fmd_safetensors_load(path, &d)) return fmd_lua_error(L);
+    push_tensors(L, &d, 0);
+    lua_createtable(L, 0, d.nmeta);
+    for (int i = 0; i < d.nmeta; i++) {
+        lua_pushstring(L, d.meta_vals[i]);
+        lua_setfield(L, -2, d.meta_keys[i]);
+    }
+    fmd_tensor_dict_free(&d);
+    return 2;
+}
+
+static int l_load_pth(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    fmd_tensor_dict d;
+    if (fmd_pth_load(path, &d)) return fmd_lua_error(L);
+    push_tensors(L, &d, 1);
+    fmd_tensor_dict_free(&d);
+    return 2;
+}
+
+void fmd_lua_open_serialize(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"save_safetensors", l_save_safetensors},
+        {"load_safetensors", l_load_safetensors},
+        {"load_pth", l_load_pth},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+}
