@@ -923,17 +923,31 @@ static fmd_tensor *make_tensor(pctx *c, const pv *t, const char *name) {
     fmd_tensor *out = fmd_empty(t->ndim, t->shape);
     if (!out || numel == 0) return out;
     float *dst = fmd_data(out);
+    /* drop size-1 dims and merge dims that are contiguous with the next, so
+     * a contiguous tensor is one run (a 728x728x1x1 weight is not 530k rows) */
+    int64_t sh[FMD_MAX_DIMS], st[FMD_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1) continue;
+        if (nd && st[nd - 1] == t->stride[d] * t->shape[d]) {
+            sh[nd - 1] *= t->shape[d];
+            st[nd - 1] = t->stride[d];
+        } else {
+            sh[nd] = t->shape[d];
+            st[nd] = t->stride[d];
+            nd++;
+        }
+    }
+    if (!nd) { sh[0] = 1; st[0] = 1; nd = 1; }
     /* rows along the last dim, an odometer over the others */
-    int nd = t->ndim;
-    int64_t inner = nd ? t->shape[nd - 1] : 1, istride = nd ? t->stride[nd - 1] : 1;
-    int64_t idx[FMD_MAX_DIMS] = {0}, off = base;
+    int64_t inner = sh[nd - 1], idx[FMD_MAX_DIMS] = {0}, off = base;
     for (int64_t r = 0; r < numel / inner; r++) {
-        pt_convert(s->dtype, s->data, off, inner, istride, dst);
+        pt_convert(s->dtype, s->data, off, inner, st[nd - 1], dst);
         dst += inner;
         for (int d = nd - 2; d >= 0; d--) {
-            off += t->stride[d];
-            if (++idx[d] < t->shape[d]) break;
-            off -= t->stride[d] * t->shape[d];
+            off += st[d];
+            if (++idx[d] < sh[d]) break;
+            off -= st[d] * sh[d];
             idx[d] = 0;
         }
     }

@@ -68,6 +68,9 @@ static void test_formats(void) {
     check_against(FIX "nested_zip.pth", FIX "state.safetensors");
     check_against(FIX "shared_zip.pth", FIX "shared.safetensors");
     check_against(FIX "shared_legacy.pth", FIX "shared.safetensors");
+    /* Python 2 / torch 0.3 style: byte-string names, OrderedDict from pairs,
+     * _rebuild_tensor, torch.cuda.FloatStorage, a storage view */
+    check_against(FIX "old_style.pth", FIX "old_style.safetensors");
 
     /* names keep the state dict's order */
     fmd_tensor_dict d;
@@ -160,6 +163,7 @@ int main(void) {
     test_refused();
     test_damage(FIX "state_legacy.pth", 1);
     test_damage(FIX "shared_zip.pth", 1);
+    test_damage(FIX "old_style.pth", 1);
     test_damage(FIX "state_deflate.pth", 0);
     return TEST_SUMMARY();
 }

@@ -50,6 +50,12 @@ test("load_pth finds a nested state dict and strips module.", function()
   end
 end)
 
+test("load_pth reads Python 2 era legacy files (torch 0.3, GPU storages, views)", function()
+  local ts, names = fmd.load_pth(FIX .. "old_style.pth")
+  same_dict(ts, fmd.load_safetensors(FIX .. "old_style.safetensors"), "old_style.pth")
+  expect_eq(names[1], "block1.rep.1.pointwise.weight")
+end)
+
 test("load_pth handles shared storages and non-contiguous views", function()
   for _, f in ipairs{"shared_zip.pth", "shared_legacy.pth"} do
     local ts = fmd.load_pth(FIX .. f)
