@@ -1,3 +1,462 @@
-/* stub: filled in by the image work */
+/* lua_image.c - image IO, transform kernels, per-sample generators and the
+ * threaded data loader for Lua. The Lua side (lib/fmd/transforms.lua,
+ * lib/fmd/data.lua) builds the user API on these. */
 #include "fmd_lua.h"
-void fmd_lua_open_image(lua_State *L) { (void)L; }
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FMD_RNG_MT "fmd.Rng"
+#define FMD_LOADER_MT "fmd.Loader"
+
+static int push_or_raise(lua_State *L, fmd_tensor *t) {
+    fmd_lua_push_tensor(L, t);   /* raises on NULL */
+    return 1;
+}
+
+/* load_image(path) -> 3xHxW tensor in [0, 1] */
+static int l_load_image(lua_State *L) {
+    return push_or_raise(L, fmd_image_load(luaL_checkstring(L, 1)));
+}
+
+/* decode_image(bytes [, name]) -> 3xHxW tensor */
+static int l_decode_image(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    return push_or_raise(L, fmd_image_decode((const uint8_t *)s, n, luaL_optstring(L, 2, "<string>")));
+}
+
+/* save_image(path, img [, maxval = 1]): 8-bit PNG of a 3xHxW, 1xHxW or HxW
+ * tensor; maxval 255 for uint8-valued data */
+static int l_save_image(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    fmd_tensor *t = fmd_lua_check_tensor(L, 2);
+    float maxval = (float)luaL_optnumber(L, 3, 1.0);
+    if (fmd_image_save_png_scaled(path, t, maxval)) return fmd_lua_error(L);
+    return 0;
+}
+
+/* image_resize(img, h, w [, pil8]) */
+static int l_image_resize(lua_State *L) {
+    fmd_tensor *t = fmd_lua_check_tensor(L, 1);
+    lua_Integer h = luaL_checkinteger(L, 2), w = luaL_checkinteger(L, 3);
+    return push_or_raise(L, fmd_image_resize(t, h, w, lua_toboolean(L, 4)));
+}
+
+/* image_crop(img, top, left, h, w [, fill = 0]): 1-based top/left of the
+ * window; rows/columns outside the image (top < 1 ...) are fill */
+static int l_image_crop(lua_State *L) {
+    fmd_tensor *t = fmd_lua_check_tensor(L, 1);
+    lua_Integer top = luaL_checkinteger(L, 2), left = luaL_checkinteger(L, 3);
+    lua_Integer h = luaL_checkinteger(L, 4), w = luaL_checkinteger(L, 5);
+    return push_or_raise(L, fmd_image_pad_crop(t, top - 1, left - 1, h, w, (float)luaL_optnumber(L, 6, 0)));
+}
+
+static int l_image_hflip(lua_State *L) {
+    return push_or_raise(L, fmd_image_hflip(fmd_lua_check_tensor(L, 1)));
+}
+
+/* numbers from a table or a single number; returns count */
+static int get_floats(lua_State *L, int idx, const char *what, float *out, int max) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        out[0] = (float)lua_tonumber(L, idx);
+        return 1;
+    }
+    if (!lua_istable(L, idx)) luaL_error(L, "%s must be a number or a table of numbers", what);
+    int n = (int)luaL_len(L, idx);
+    if (n < 1 || n > max) luaL_error(L, "%s needs 1..%d values, got %d", what, max, n);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        if (!lua_isnumber(L, -1)) luaL_error(L, "%s[%d] must be a number", what, i + 1);
+        out[i] = (float)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* image_normalize(img, mean, std): numbers or tables with one value per channel */
+static int l_image_normalize(lua_State *L) {
+    fmd_tensor *t = fmd_lua_check_tensor(L, 1);
+    float mean[64], std[64];
+    int nm = get_floats(L, 2, "mean", mean, 64), ns = get_floats(L, 3, "std", std, 64);
+    if (nm != ns) return luaL_error(L, "normalize: %d mean values but %d std values", nm, ns);
+    return push_or_raise(L, fmd_image_normalize(t, nm, mean, std));
+}
+
+/* ------------------------------------------------------------------ Rng */
+
+static fmd_rng *check_rng(lua_State *L, int idx) { return luaL_checkudata(L, idx, FMD_RNG_MT); }
+
+/* Rng(seed): an independent generator (xoshiro256**, the engine's) */
+static int l_rng_new(lua_State *L) {
+    lua_Integer seed = luaL_optinteger(L, 1, 0);
+    fmd_rng *r = lua_newuserdatauv(L, sizeof *r, 0);
+    fmd_rng_seed(r, (uint64_t)seed);
+    luaL_setmetatable(L, FMD_RNG_MT);
+    return 1;
+}
+
+static int l_rng_seed(lua_State *L) {
+    fmd_rng_seed(check_rng(L, 1), (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+/* rng:uniform() in [0, 1) */
+static int l_rng_uniform(lua_State *L) {
+    lua_pushnumber(L, fmd_rng_next_uniform(check_rng(L, 1)));
+    return 1;
+}
+
+/* rng:int(n): integer in 1..n from one uniform draw (as the C transforms draw) */
+static int l_rng_int(lua_State *L) {
+    fmd_rng *r = check_rng(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 1, 2, "n must be >= 1");
+    lua_Integer v = (lua_Integer)(fmd_rng_next_uniform(r) * (double)n);
+    lua_pushinteger(L, (v >= n ? n - 1 : v) + 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------ transform */
+
+static lua_Integer field_int(lua_State *L, int t, const char *k, lua_Integer def) {
+    lua_getfield(L, t, k);
+    lua_Integer v = def;
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_error(L, "transform op: field '%s' must be an integer", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ops table (array of {kind=..., ...}) at idx -> fmd_transform */
+static void check_ops(lua_State *L, int idx, fmd_transform *tf) {
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    memset(tf, 0, sizeof *tf);
+    int n = (int)luaL_len(L, idx);
+    if (n > FMD_TF_MAX_OPS) luaL_error(L, "transform: at most %d C ops, got %d", FMD_TF_MAX_OPS, n);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t)) luaL_error(L, "transform op %d must be a table", i + 1);
+        lua_getfield(L, t, "kind");
+        const char *kind = lua_tostring(L, -1);
+        fmd_tf_op *op = &tf->ops[i];
+        if (!kind) luaL_error(L, "transform op %d has no kind", i + 1);
+        if (!strcmp(kind, "resize")) op->kind = FMD_TF_RESIZE;
+        else if (!strcmp(kind, "center_crop")) op->kind = FMD_TF_CENTER_CROP;
+        else if (!strcmp(kind, "random_crop")) op->kind = FMD_TF_RANDOM_CROP;
+        else if (!strcmp(kind, "hflip")) op->kind = FMD_TF_HFLIP;
+        else if (!strcmp(kind, "normalize")) op->kind = FMD_TF_NORMALIZE;
+        else luaL_error(L, "transform op %d: unknown kind '%s'", i + 1, kind);
+        lua_pop(L, 1);
+        op->h = field_int(L, t, "h", 0);
+        op->w = field_int(L, t, "w", 0);
+        op->pad = (int)field_int(L, t, "pad", 0);
+        lua_getfield(L, t, "pil8");
+        op->pil8 = lua_toboolean(L, -1);
+        lua_getfield(L, t, "p");
+        op->p = (float)luaL_optnumber(L, -1, 0.5);
+        lua_pop(L, 2);
+        if (op->kind == FMD_TF_NORMALIZE) {
+            lua_getfield(L, t, "mean");
+            int nm = get_floats(L, lua_gettop(L), "normalize mean", op->mean, FMD_TF_MAX_CH);
+            lua_getfield(L, t, "std");
+            int ns = get_floats(L, lua_gettop(L), "normalize std", op->std, FMD_TF_MAX_CH);
+            lua_pop(L, 2);
+            if (nm != ns) luaL_error(L, "normalize: %d mean values but %d std values", nm, ns);
+            op->nch = nm;
+        }
+        lua_pop(L, 1);
+        tf->n = i + 1;
+    }
+    if (fmd_transform_check(tf)) fmd_lua_error(L);
+}
+
+/* transform_apply(ops, img, rng): runs the C chain (random ops draw from rng) */
+static int l_transform_apply(lua_State *L) {
+    fmd_transform tf;
+    check_ops(L, 1, &tf);
+    fmd_tensor *img = fmd_lua_check_tensor(L, 2);
+    fmd_rng *r = check_rng(L, 3);
+    return push_or_raise(L, fmd_transform_apply(&tf, img, r));
+}
+
+/* sample_seed(seed, epoch, i): seed of the 1-based dataset item i */
+static int l_sample_seed(lua_State *L) {
+    uint64_t s = fmd_sample_seed((uint64_t)luaL_checkinteger(L, 1), luaL_checkinteger(L, 2),
+                                 luaL_checkinteger(L, 3) - 1);
+    lua_pushinteger(L, (lua_Integer)s);
+    return 1;
+}
+
+/* loader_order(n, shuffle, seed, epoch) -> array of 1-based indices */
+static int l_loader_order(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0 && n < ((lua_Integer)1 << 40), 1, "bad count");
+    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!ord) return luaL_error(L, "loader_order: out of memory");
+    fmd_loader_order(n, lua_toboolean(L, 2), (uint64_t)luaL_optinteger(L, 3, 0), luaL_optinteger(L, 4, 0), ord);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushinteger(L, ord[i] + 1);
+        lua_rawseti(L, -2, i + 1);
+    }
+    free(ord);
+    return 1;
+}
+
+/* stack_batch(images, labels) -> (B,C,H,W) tensor, (B) tensor; images is an
+ * array of equally shaped CxHxW tensors, labels an array of numbers */
+static int l_stack_batch(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int64_t B = (int64_t)luaL_len(L, 1);
+    if (B < 1) return luaL_error(L, "stack_batch: no images");
+    if ((int64_t)luaL_len(L, 2) != B) return luaL_error(L, "stack_batch: %d images but %d labels",
+                                                       (int)B, (int)luaL_len(L, 2));
+    lua_geti(L, 1, 1);
+    fmd_tensor *first = fmd_lua_check_tensor(L, -1);
+    if (first->ndim != 3) {
+        char sb[96];
+        return luaL_error(L, "stack_batch: images must be C x H x W, got %s",
+                          fmd_shape_str(sb, sizeof sb, first->ndim, first->shape));
+    }
+    int64_t shape[4] = {B, first->shape[0], first->shape[1], first->shape[2]};
+    lua_pop(L, 1);
+    fmd_tensor *lab = fmd_empty(1, shape);
+    if (!lab) return fmd_lua_error(L);
+    for (int64_t i = 0; i < B; i++) {
+        lua_geti(L, 2, i + 1);
+        int ok;
+        fmd_data(lab)[i] = (float)lua_tonumberx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok) { fmd_release(lab); return luaL_error(L, "stack_batch: label %d is not a number", (int)i + 1); }
+    }
+    fmd_lua_push_tensor(L, lab);   /* owned by Lua from here: errors below free it */
+    fmd_tensor *out = fmd_empty(4, shape);
+    if (!out) return fmd_lua_error(L);
+    fmd_lua_push_tensor(L, out);
+    int64_t plane = shape[1] * shape[2] * shape[3];
+    for (int64_t i = 0; i < B; i++) {
+        lua_geti(L, 1, i + 1);
+        fmd_tensor *t = fmd_lua_check_tensor(L, -1);
+        if (t->ndim != 3 || t->shape[0] != shape[1] || t->shape[1] != shape[2] || t->shape[2] != shape[3]) {
+            char a[96], b[96];
+            return luaL_error(L, "stack_batch: image %d is %s, image 1 is %s", (int)i + 1,
+                              fmd_shape_str(a, sizeof a, t->ndim, t->shape),
+                              fmd_shape_str(b, sizeof b, 3, shape + 1));
+        }
+        fmd_tensor *c = fmd_contiguous(t);
+        if (!c) return fmd_lua_error(L);
+        memcpy(fmd_data(out) + i * plane, fmd_data(c), sizeof(float) * (size_t)plane);
+        fmd_release(c);
+        lua_pop(L, 1);
+    }
+    lua_insert(L, -2);   /* images, labels */
+    return 2;
+}
+
+/* ------------------------------------------------------------ files */
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);   /* bytewise */
+}
+
+/* list_dir(path) -> sorted array of entry names (no "." / ".."), or raises
+ * "not a directory" / "cannot open" naming the path */
+static int l_list_dir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d) {
+        int err = errno;
+        return luaL_error(L, "'%s': %s", path, err == ENOTDIR ? "not a directory" : strerror(err));
+    }
+    size_t n = 0, cap = 64;
+    char **names = malloc(cap * sizeof *names);
+    struct dirent *e;
+    int oom = !names;
+    while (!oom && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (n == cap) {
+            char **nn = realloc(names, (cap *= 2) * sizeof *names);
+            if (!nn) { oom = 1; break; }
+            names = nn;
+        }
+        if (!(names[n] = strdup(e->d_name))) { oom = 1; break; }
+        n++;
+    }
+    closedir(d);
+    if (!oom) qsort(names, n, sizeof *names, cmp_str);
+    if (!oom) lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (!oom) { lua_pushstring(L, names[i]); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+        free(names[i]);
+    }
+    free(names);
+    if (oom) return luaL_error(L, "list_dir '%s': out of memory", path);
+    return 1;
+}
+
+/* file_kind(path) -> "dir", "file", "other" or nil (missing) */
+static int l_file_kind(lua_State *L) {
+    struct stat st;
+    if (stat(luaL_checkstring(L, 1), &st) != 0) { lua_pushnil(L); return 1; }
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "dir" : S_ISREG(st.st_mode) ? "file" : "other");
+    return 1;
+}
+
+/* image_format(path) -> "png" / "jpeg", or nil and the reason (by content) */
+static int l_image_format(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open: %s", strerror(errno));
+        return 2;
+    }
+    uint8_t buf[8];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    const char *fmt = fmd_image_format(buf, n);
+    if (fmt) { lua_pushstring(L, fmt); return 1; }
+    lua_pushnil(L);
+    lua_pushstring(L, n == 0 ? "empty file" : "not a PNG or JPEG file");
+    return 2;
+}
+
+/* --------------------------------------------------------------- loader */
+
+static fmd_loader **check_loader(lua_State *L, int idx) {
+    fmd_loader **p = luaL_checkudata(L, idx, FMD_LOADER_MT);
+    if (!*p) luaL_error(L, "loader was closed");
+    return p;
+}
+
+/* Loader(paths, labels, ops, {batch_size, shuffle, drop_last, num_workers,
+ * prefetch, seed}) */
+static int l_loader_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    fmd_transform tf;
+    check_ops(L, 3, &tf);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    fmd_loader_opts o = {0};
+    o.batch_size = field_int(L, 4, "batch_size", 1);
+    o.num_workers = (int)field_int(L, 4, "num_workers", 0);
+    o.prefetch = (int)field_int(L, 4, "prefetch", 0);
+    o.seed = (uint64_t)field_int(L, 4, "seed", 0);
+    lua_getfield(L, 4, "shuffle");
+    o.shuffle = lua_toboolean(L, -1);
+    lua_getfield(L, 4, "drop_last");
+    o.drop_last = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    int64_t n = (int64_t)luaL_len(L, 1);
+    if ((int64_t)luaL_len(L, 2) != n)
+        return luaL_error(L, "Loader: %d paths but %d labels", (int)n, (int)luaL_len(L, 2));
+    /* userdata first, so a Lua error below cannot leak the loader */
+    fmd_loader **p = lua_newuserdatauv(L, sizeof *p, 0);
+    *p = NULL;
+    luaL_setmetatable(L, FMD_LOADER_MT);
+    const char **paths = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    float *labels = lua_newuserdatauv(L, sizeof(float) * (size_t)(n + 1), 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_geti(L, 1, i + 1);
+        paths[i] = lua_tostring(L, -1);   /* strings stay alive in table 1 */
+        if (!paths[i]) return luaL_error(L, "Loader: path %d is not a string", (int)i + 1);
+        lua_pop(L, 1);
+        lua_geti(L, 2, i + 1);
+        int ok;
+        labels[i] = (float)lua_tonumberx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok) return luaL_error(L, "Loader: label %d is not a number", (int)i + 1);
+    }
+    *p = fmd_loader_new(n, paths, labels, &tf, &o);
+    if (!*p) return fmd_lua_error(L);
+    lua_pop(L, 2);
+    return 1;
+}
+
+static int l_loader_start(lua_State *L) {
+    fmd_loader **p = check_loader(L, 1);
+    if (fmd_loader_start(*p, luaL_optinteger(L, 2, 0))) return fmd_lua_error(L);
+    return 0;
+}
+
+/* loader:next() -> images, labels, or nil at the end of the epoch */
+static int l_loader_next(lua_State *L) {
+    fmd_loader **p = check_loader(L, 1);
+    fmd_tensor *im, *lb;
+    int r = fmd_loader_next(*p, &im, &lb);
+    if (r < 0) {
+        /* stop the workers before raising: an error ends the epoch */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", fmd_error());
+        fmd_loader_stop(*p);
+        return luaL_error(L, "%s", msg);
+    }
+    if (r == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    fmd_lua_push_tensor(L, im);
+    fmd_lua_push_tensor(L, lb);
+    return 2;
+}
+
+static int l_loader_stop(lua_State *L) {
+    fmd_loader **p = luaL_checkudata(L, 1, FMD_LOADER_MT);
+    if (*p) fmd_loader_stop(*p);
+    return 0;
+}
+
+static int l_loader_num_batches(lua_State *L) {
+    lua_pushinteger(L, fmd_loader_num_batches(*check_loader(L, 1)));
+    return 1;
+}
+
+static int l_loader_gc(lua_State *L) {
+    fmd_loader **p = luaL_checkudata(L, 1, FMD_LOADER_MT);
+    fmd_loader_free(*p);
+    *p = NULL;
+    return 0;
+}
+
+void fmd_lua_open_image(lua_State *L) {
+    static const luaL_Reg rng_methods[] = {
+        {"seed", l_rng_seed}, {"uniform", l_rng_uniform}, {"int", l_rng_int}, {NULL, NULL}};
+    luaL_newmetatable(L, FMD_RNG_MT);
+    luaL_newlib(L, rng_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    static const luaL_Reg loader_methods[] = {
+        {"start", l_loader_start}, {"next", l_loader_next}, {"stop", l_loader_stop},
+        {"num_batches", l_loader_num_batches}, {"free", l_loader_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, FMD_LOADER_MT);
+    luaL_newlib(L, loader_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_loader_gc);
+    lua_setfield(L, -2, "__gc");
+    /* __close stops (not frees): `local l <close> = ...` or a for loop's
+     * closing value ends the epoch's workers on break or error */
+    lua_pushcfunction(L, l_loader_stop);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+
+    static const luaL_Reg fns[] = {
+        {"load_image", l_load_image}, {"decode_image", l_decode_image}, {"save_image", l_save_image},
+        {"image_resize", l_image_resize}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
+        {"image_normalize", l_image_normalize}, {"Rng", l_rng_new}, {"transform_apply", l_transform_apply},
+        {"sample_seed", l_sample_seed}, {"loader_order", l_loader_order}, {"stack_batch", l_stack_batch},
+        {"Loader", l_loader_new}, {"list_dir", l_list_dir}, {"file_kind", l_file_kind},
+        {"image_format", l_image_format}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

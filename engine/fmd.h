@@ -225,10 +225,12 @@ int fmd_image_save_png(const char *path, const fmd_tensor *img);
  * H x W x ch interleaved bytes, ch 1 or 3. Both write path.tmp, rename. */
 int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float maxval);
 int fmd_image_save_png_u8(const char *path, const uint8_t *pix, int64_t h, int64_t w, int ch);
+/* "png" or "jpeg" from the first bytes (8 suffice), else NULL */
+const char *fmd_image_format(const uint8_t *buf, size_t len);
 /* Kernels on img (C,H,W); each returns a new contiguous tensor, no autograd.
  * resize: bilinear with PIL's taps (antialiased when shrinking); pil8 = 1
  * quantizes to 8 bits and uses PIL's fixed-point math, matching PIL's
- * im.resize(size, BILINEAR) on uint8 images exactly. */
+ * im.resize(size, BILINEAR) on uint8 images exactly. Same size = copy. */
 fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8);
 /* out[c,y,x] = img[c, y+top, x+left], fill outside the image: pad + crop */
 fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow, float fill);

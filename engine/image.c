@@ -229,11 +229,17 @@ static fmd_tensor *decode_jpeg(const uint8_t *buf, size_t len, const char *name)
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+const char *fmd_image_format(const uint8_t *buf, size_t len) {
+    if (len >= 8 && memcmp(buf, png_sig, 8) == 0) return "png";
+    if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return "jpeg";
+    return NULL;
+}
+
 fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name) {
     if (!buf || len == 0) return fmd_fail_null("image '%s': file is empty", img_name(name));
-    if (len >= 8 && memcmp(buf, png_sig, 8) == 0) return decode_png(buf, len, name);
-    if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
-        return decode_jpeg(buf, len, name);
+    const char *fmt = fmd_image_format(buf, len);
+    if (fmt && fmt[0] == 'p') return decode_png(buf, len, name);
+    if (fmt) return decode_jpeg(buf, len, name);
     if (len < 8 && memcmp(buf, png_sig, len) == 0)
         return fmd_fail_null("image '%s': bad PNG: file is truncated (%zu bytes)", img_name(name), len);
     /* show what the file starts with, so "text file named .png" is obvious */

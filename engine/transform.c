@@ -171,6 +171,11 @@ fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) 
         return fmd_fail_null("resize: cannot resize an empty %lld x %lld image", (long long)h, (long long)w);
     }
     fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
+    if (out && oh == h && ow == w) {   /* a copy, like PIL: no 8-bit rounding */
+        memcpy(fmd_data(out), fmd_data(x), sizeof(float) * (size_t)(C * h * w));
+        fmd_release(x);
+        return out;
+    }
     taps th = {0}, tv = {0};
     int need_h = ow != w, need_v = oh != h;
     void *tmp = NULL, *a = NULL, *b = NULL;
