@@ -26,6 +26,10 @@ local function number(v)
   if v ~= v or v == math.huge or v == -math.huge then return "null" end
   if math.type(v) == "integer" then return tostring(v) end
   if v == math.floor(v) and math.abs(v) < 1e15 then return ("%.1f"):format(v) end
+  for digits = 15, 17 do   -- shortest text that reads back exactly, like Python's repr
+    local s = ("%." .. digits .. "g"):format(v)
+    if tonumber(s) == v then return s end
+  end
   return ("%.17g"):format(v)
 end
 

@@ -1,0 +1,63 @@
+-- Train a face-manipulation detector (the course's train_main.py).
+--   fmd scripts/train.lua -d fakes_dataset -m SimpleNet --lr 0.001 -b 32 -e 5 -o Adam
+local fmd = require "fmd"
+local cli = require "fmd.cli"
+local models = require "fmd.models"
+
+local opts = cli.parse(arg, {
+  name = "scripts/train.lua",
+  description = "Train a model on <data-root>/<dataset>/{train,val,test}/{real,fake}; log to out/, checkpoints to checkpoints/.",
+  {"--lr", type = "number", default = 0.001, help = "learning rate"},
+  {"--momentum", type = "number", default = 0.9, help = "SGD momentum"},
+  {"--batch_size", "-b", type = "integer", default = 128, min = 1, help = "batch size"},
+  {"--epochs", "-e", type = "integer", default = 2, min = 1, help = "number of epochs"},
+  {"--model", "-m", default = "SimpleNet", choices = models.names(), help = "model name"},
+  {"--optimizer", "-o", default = "SGD", choices = {"SGD", "Adam"}, help = "optimizer"},
+  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME",
+   help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
+  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
+  {"--seed", type = "integer", default = 0, help = "random seed (weights, shuffling, augmentation)"},
+  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
+  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
+  {"--pretrained", metavar = "PATH", help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased"},
+  {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
+})
+
+if opts.threads then fmd.set_num_threads(opts.threads) end
+fmd.manual_seed(opts.seed)
+
+local data = require "fmd.data"
+local nn = require "fmd.nn"
+local optim = require "fmd.optim"
+local Trainer = require "fmd.trainer"
+
+local function load(part)
+  return data.load_dataset(opts.dataset, part, {data_root = opts.data_root})
+end
+local train_ds, val_ds, test_ds = load("train"), load("val"), load("test")
+print(("dataset %s: train %d, val %d, test %d images"):format(opts.dataset, #train_ds, #val_ds, #test_ds))
+
+local model = models.load_model(opts.model, {pretrained = opts.pretrained})
+print(("model %s: %s trainable parameters"):format(opts.model, models.format_count(models.get_nof_params(model))))
+
+local optimizer, params
+if opts.optimizer == "SGD" then
+  params = {lr = opts.lr, momentum = opts.momentum}
+  optimizer = optim.SGD(model:parameters(), params)
+else
+  params = {lr = opts.lr}
+  optimizer = optim.Adam(model:parameters(), params)
+end
+
+local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, test_ds,
+  {num_workers = opts.workers, seed = opts.seed})
+local run = {model_name = opts.model, dataset_name = opts.dataset, optimizer_name = opts.optimizer,
+             optimizer_params = params}
+if opts.resume then trainer:resume(run) end
+local log = trainer:run(opts.epochs, run)
+
+-- summary: the epoch whose checkpoint is kept (best validation accuracy)
+local best = 1
+for i, v in ipairs(log.val_acc) do if v > log.val_acc[best] then best = i end end
+print(("best epoch %d: val acc %.2f%%, test acc %.2f%%, test AUC %.4f (checkpoints/%s_%s_%s.safetensors)")
+  :format(best, log.val_acc[best], log.test_acc[best], log.test_auc[best], opts.dataset, opts.model, opts.optimizer))
