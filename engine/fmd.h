@@ -284,6 +284,48 @@ int fmd_loader_next(fmd_loader *l, fmd_tensor **images, fmd_tensor **labels);
 void fmd_loader_stop(fmd_loader *l);                  /* joins workers, frees batches */
 void fmd_loader_free(fmd_loader *l);                  /* NULL is fine */
 
+/* --- procedural faces (engine/faces.c) --- */
+/* Generated face images for the default data set (docs/faces.md). Each image
+ * is a pure function of (kind, seed, target_seed, params). */
+typedef enum { FMD_FACE_REAL = 0, FMD_FACE_SWAP = 1, FMD_FACE_GAN = 2 } fmd_face_kind;
+/* Strengths of the fake traces, tuned in one place (fmd_faces_default_params);
+ * `strength` multiplies all of them, 0 turns a trace off. */
+typedef struct fmd_faces_params {
+    int size;              /* images are 3 x size x size (256) */
+    float strength;        /* global multiplier on every fake trace (1) */
+    float swap_color;      /* residual colour-transfer gain/offset mismatch */
+    float swap_light;      /* illumination-direction mismatch of the swapped face */
+    float swap_resample;   /* down/up-sampling factor - 1 of the swapped face */
+    float swap_sharpen;    /* unsharp-mask amount (on about a third of swaps) */
+    float swap_feather;    /* blend-boundary width, relative to the mask radius */
+    float swap_misalign;   /* scale/position drift of the swapped face */
+    float gan_checker;     /* phase-gain amplitude of the up-sampling layers */
+    float gan_smooth;      /* texture lost through the half-resolution bottleneck */
+    float gan_color;       /* saturation/tint/tone shift */
+    float noise;           /* mean sensor-noise std of camera images */
+} fmd_faces_params;
+void fmd_faces_default_params(fmd_faces_params *p);
+/* 64-bit seed of one image from (seed, dataset, split, class, index) */
+uint64_t fmd_faces_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
+                        int64_t index);
+/* One image (3 x S x S in [0,1]). REAL: a camera image of identity `seed`.
+ * SWAP: the REAL image of target_seed with the inner face of identity `seed`
+ * blended in. GAN: identity `seed` through a generator path. params NULL =
+ * defaults; *mask (optional) gets the 1 x S x S swap blend mask (zeros for
+ * the other kinds). */
+fmd_tensor *fmd_face_render(fmd_face_kind kind, uint64_t seed, uint64_t target_seed,
+                            const fmd_faces_params *params, fmd_tensor **mask);
+typedef struct fmd_face_job {
+    fmd_face_kind kind;
+    uint64_t seed, target_seed;
+    const char *path;      /* PNG written here (directory must exist) */
+} fmd_face_job;
+/* renders and writes the jobs as PNGs on the thread pool; 0 or -1 */
+int fmd_faces_write(const fmd_face_job *jobs, int n, const fmd_faces_params *params);
+/* mkdir -p dir; returns the number of *.png in it (removed first when
+ * clear), or -1 */
+int fmd_faces_prepare_dir(const char *dir, int clear);
+
 /* ------------------------------------------------- nn ops (engine/nn_*.c) */
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
 fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */,
