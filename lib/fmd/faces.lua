@@ -1,0 +1,130 @@
+-- fmd.faces: the generated default data set (docs/faces.md).
+--
+--   local faces = require "fmd.faces"
+--   faces.render("real", seed)                 -> image 3xSxS, mask 1xSxS
+--   faces.plan{out=, seed=, sizes=, only=}      -> list of image jobs (pure)
+--   faces.generate{out=, seed=, ...}            -> writes the PNGs
+--
+-- Every image is a pure function of (seed, dataset, split, class, index):
+-- its 64-bit seed comes from faces.seed(), and the C renderer draws all of
+-- its randomness from that seed alone.
+local C = require "fmd.core"
+
+local faces = {}
+
+-- The two data sets: which fake kind each holds and its real:fake ratio
+-- (fakes_dataset follows the course data, 2 real : 1 fake).
+faces.datasets = {
+  {name = "fakes_dataset", fake = "swap", real_share = 2 / 3},
+  {name = "synthetic_dataset", fake = "gan", real_share = 1 / 2},
+}
+faces.splits = {"train", "val", "test"}
+-- images per split (real + fake) of each data set
+faces.default_sizes = {train = 600, val = 150, test = 150}
+
+-- artefact strengths: the defaults live in engine/faces.c
+-- (fmd_faces_default_params); pass overrides by name
+function faces.params(overrides)
+  local p = C.faces_params()
+  for k, v in pairs(overrides or {}) do
+    if p[k] == nil then error(("faces: unknown parameter '%s'"):format(tostring(k)), 2) end
+    p[k] = v
+  end
+  return p
+end
+
+function faces.seed(seed, dataset, split, class, index)
+  return C.faces_seed(seed, dataset, split, class, index)
+end
+
+-- kind "real" | "swap" | "gan"; a swap needs the target seed
+function faces.render(kind, seed, target, params)
+  return C.faces_render(kind, seed, target, params)
+end
+
+-- number of real and fake images in a split of n images
+function faces.split_counts(dataset, n)
+  for _, d in ipairs(faces.datasets) do
+    if d.name == dataset then
+      local real = math.floor(n * d.real_share + 0.5)
+      return real, n - real
+    end
+  end
+  error(("faces: unknown data set '%s' (fakes_dataset or synthetic_dataset)"):format(tostring(dataset)), 2)
+end
+
+local function file_name(class, i) return ("%s_%05d.png"):format(class, i - 1) end
+
+-- Jobs for opts = {out, seed, sizes = {train=, val=, test=}, only = name?}.
+-- Fake i of fakes_dataset is the real image i of the same split (its
+-- target) with the face of identity faces.seed(..., "fake", i) swapped in.
+function faces.plan(opts)
+  local out, seed = opts.out or "data", opts.seed or 0
+  local sizes = opts.sizes or faces.default_sizes
+  local jobs, dirs = {}, {}
+  local found = false
+  for _, d in ipairs(faces.datasets) do
+    if not opts.only or opts.only == d.name then
+      found = true
+      for _, split in ipairs(faces.splits) do
+        local n = sizes[split] or faces.default_sizes[split]
+        local nreal, nfake = faces.split_counts(d.name, n)
+        for _, class in ipairs{"real", "fake"} do
+          local dir = ("%s/%s/%s/%s"):format(out, d.name, split, class)
+          dirs[#dirs + 1] = dir
+          local count = class == "real" and nreal or nfake
+          for i = 1, count do
+            local s = faces.seed(seed, d.name, split, class, i - 1)
+            local job = {kind = class == "real" and "real" or d.fake, seed = s,
+                         path = dir .. "/" .. file_name(class, i),
+                         dataset = d.name, split = split, class = class, index = i}
+            if job.kind == "swap" then job.target = faces.seed(seed, d.name, split, "real", i - 1) end
+            jobs[#jobs + 1] = job
+          end
+        end
+      end
+    end
+  end
+  if not found then
+    error(("faces: unknown data set '%s' (fakes_dataset or synthetic_dataset)"):format(tostring(opts.only)), 2)
+  end
+  return jobs, dirs
+end
+
+-- Writes the data set(s). Refuses to mix with PNGs already in the target
+-- folders unless opts.force (then those PNGs are removed first).
+-- opts.params overrides artefact strengths; opts.log(msg) reports progress.
+function faces.generate(opts)
+  local jobs, dirs = faces.plan(opts)
+  local params = faces.params(opts.params)
+  if opts.size then params.size = opts.size end
+  local log = opts.log or function() end
+  for _, dir in ipairs(dirs) do
+    local n = C.faces_prepare_dir(dir, false)
+    if n > 0 and not opts.force then
+      error(("faces: %s already holds %d PNG files; use --force to replace them"):format(dir, n), 0)
+    end
+  end
+  if opts.force then for _, dir in ipairs(dirs) do C.faces_prepare_dir(dir, true) end end
+  -- one call per data set and split: the C side renders and writes in
+  -- parallel; the file contents do not depend on the thread count
+  local group, key = {}, nil
+  local function flush()
+    if #group == 0 then return end
+    C.faces_write(group, params)
+    local nreal = 0
+    for _, g in ipairs(group) do if g.class == "real" then nreal = nreal + 1 end end
+    log(("%s/%s/%s: %d real, %d fake"):format(opts.out or "data", group[1].dataset, group[1].split,
+      nreal, #group - nreal))
+    group = {}
+  end
+  for _, j in ipairs(jobs) do
+    local k = j.dataset .. "/" .. j.split
+    if k ~= key then flush(); key = k end
+    group[#group + 1] = j
+  end
+  flush()
+  return #jobs
+end
+
+return faces
