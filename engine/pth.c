@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* --------------------------------------------------------------- dtypes */
@@ -993,6 +994,14 @@ static const pv *dict_get(const pv *d, const char *key) {
     return NULL;
 }
 
+static int has_tensor(const pv *v, int depth) {
+    if (v->kind == PV_TENSOR) return 1;
+    if (depth > 64 || (v->kind != PV_DICT && v->kind != PV_LIST && v->kind != PV_TUPLE)) return 0;
+    for (int i = 0; i < v->n; i++)
+        if (has_tensor(v->items[i], depth + 1)) return 1;
+    return 0;
+}
+
 /* a training checkpoint keeps the weights under a key; use that dict */
 static const pv *find_state_dict(const pv *root) {
     static const char *const keys[] = {"state_dict", "model_state_dict", "model", "net", "network"};
@@ -1000,7 +1009,7 @@ static const pv *find_state_dict(const pv *root) {
         const pv *inner = NULL;
         for (size_t k = 0; k < sizeof keys / sizeof *keys && !inner; k++) {
             const pv *v = dict_get(root, keys[k]);
-            if (v && v->kind == PV_DICT) inner = v;
+            if (v && v->kind == PV_DICT && has_tensor(v, 0)) inner = v;
         }
         if (!inner) break;
         root = inner;
@@ -1014,6 +1023,9 @@ int fmd_pth_load(const char *path, fmd_tensor_dict *out) {
     memset(c, 0, sizeof ctx);
     c->path = path;
     int rc = -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return fmd_fail("pth: cannot open %s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return fmd_fail("pth: %s is not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return fmd_fail("pth: cannot open %s: %s", path, strerror(errno));
     long sz = -1;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* the reference implementation refuses headers above 100 MB; so do we */
 #define ST_MAX_HEADER (100u * 1000 * 1000)
@@ -224,6 +225,9 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e) {
 
 int fmd_safetensors_load(const char *path, fmd_tensor_dict *out) {
     memset(out, 0, sizeof *out);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return fmd_fail("safetensors: cannot open %s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return fmd_fail("safetensors: %s is not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return fmd_fail("safetensors: cannot open %s: %s", path, strerror(errno));
     char *header = NULL;

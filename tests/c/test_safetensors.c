@@ -197,6 +197,8 @@ static void test_malformed(void) {
 
     CHECK(fmd_safetensors_load("/nonexistent_fmd.safetensors", &d) == -1);
     CHECK(strstr(fmd_error(), "/nonexistent_fmd.safetensors") != NULL);
+    CHECK(fmd_safetensors_load("tests/fixtures/pth", &d) == -1);
+    CHECK(strstr(fmd_error(), "not a regular file") != NULL);
 
     p = tmp_path("short");
     write_file(p, "\x10\x00", 2);
