@@ -366,7 +366,10 @@ float fmd_bf16_to_float(uint16_t b);           /* bfloat16 */
 int fmd_safetensors_save(const char *path, const fmd_tensor_dict *d);
 int fmd_safetensors_load(const char *path, fmd_tensor_dict *out);
 /* PyTorch checkpoints (zip and legacy formats) with a restricted unpickler:
- * only tensors and containers; any other global is an error. */
+ * only tensors and containers; any other global is an error. Tensors come
+ * out as contiguous float32 copies with flat dotted names (a state dict
+ * nested under "state_dict"/"model"/... is used; "module." is stripped).
+ * Both loaders overwrite *out; on error it is left empty. See docs/formats.md. */
 int fmd_pth_load(const char *path, fmd_tensor_dict *out);
 
 #endif
