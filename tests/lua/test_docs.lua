@@ -9,7 +9,11 @@ local function blocks(path)
   return out
 end
 
-local docs = {"docs/lua-api.md", "docs/nn.md", "docs/data.md", "docs/training.md"}
+local fmd = require "fmd"
+local docs = {}
+for _, name in ipairs(fmd.sys.listdir("docs")) do
+  if name:match("%.md$") then docs[#docs + 1] = "docs/" .. name end
+end
 for _, path in ipairs(docs) do
   for i, code in ipairs(blocks(path)) do
     test(("%s example %d"):format(path, i), function()
