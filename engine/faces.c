@@ -778,28 +778,65 @@ static void blur_plane(float *p, int S, float sigma, float *tmp) {
         }
 }
 
-/* 1-D antialiased linear (triangle filter) resampling of n samples to m */
-static void resample_1d(const float *src, int n, int sstride, float *dst, int m, int dstride) {
+/* Antialiased linear (triangle filter) resampling of an n x n plane to
+ * m x m, separable. The taps of each output sample are computed once: output
+ * i reads w[i][0..k) at source index first[i] + j (edges clamped). */
+typedef struct { int k; int *first; float *w; } taps;
+
+static int taps_make(taps *t, int n, int m) {
     float scale = (float)n / m, sup = scale > 1 ? scale : 1;
+    t->k = (int)ceilf(2 * sup) + 2;
+    t->first = malloc((size_t)m * sizeof(int));
+    t->w = calloc((size_t)m * t->k, sizeof(float));
+    if (!t->first || !t->w) { free(t->first); free(t->w); return -1; }
     for (int i = 0; i < m; i++) {
-        float c = (i + 0.5f) * scale - 0.5f;
-        int lo = (int)floorf(c - sup), hi = (int)ceilf(c + sup);
-        float s = 0, ws = 0;
-        for (int j = lo; j <= hi; j++) {
-            float w = 1.0f - fabsf(j - c) / sup;
-            if (w <= 0) continue;
-            int jj = j < 0 ? 0 : j >= n ? n - 1 : j;
-            s += w * src[(size_t)jj * sstride];
-            ws += w;
+        float c = (i + 0.5f) * scale - 0.5f, ws = 0;
+        int lo = (int)floorf(c - sup) + 1;
+        t->first[i] = lo;
+        for (int j = 0; j < t->k; j++) {
+            float w = 1.0f - fabsf(lo + j - c) / sup;
+            if (w > 0) { t->w[(size_t)i * t->k + j] = w; ws += w; }
         }
-        dst[(size_t)i * dstride] = s / ws;
+        for (int j = 0; j < t->k; j++) t->w[(size_t)i * t->k + j] /= ws;
+    }
+    return 0;
+}
+
+static void taps_free(taps *t) { free(t->first); free(t->w); }
+
+static void taps_apply(const taps *t, const float *src, int n, int sstride, float *dst, int m, int dstride) {
+    for (int i = 0; i < m; i++) {
+        const float *w = t->w + (size_t)i * t->k;
+        float s = 0;
+        for (int j = 0; j < t->k; j++) {
+            int jj = t->first[i] + j;
+            jj = jj < 0 ? 0 : jj >= n ? n - 1 : jj;
+            s += w[j] * src[(size_t)jj * sstride];
+        }
+        dst[(size_t)i * dstride] = s;
     }
 }
 
 /* resamples an n x n plane to m x m; tmp has n*m floats */
-static void resample_plane(const float *src, int n, float *dst, int m, float *tmp) {
-    for (int y = 0; y < n; y++) resample_1d(src + (size_t)y * n, n, 1, tmp + (size_t)y * m, m, 1);
-    for (int x = 0; x < m; x++) resample_1d(tmp + x, n, m, dst + x, m, m);
+static int resample_plane(const float *src, int n, float *dst, int m, float *tmp) {
+    taps t;
+    if (taps_make(&t, n, m)) return fmd_fail("faces: out of memory resampling %d -> %d", n, m);
+    for (int y = 0; y < n; y++) taps_apply(&t, src + (size_t)y * n, n, 1, tmp + (size_t)y * m, m, 1);
+    /* vertical pass row by row over the output, so memory is read in order */
+    for (int i = 0; i < m; i++) {
+        const float *w = t.w + (size_t)i * t.k;
+        float *d = dst + (size_t)i * m;
+        for (int x = 0; x < m; x++) d[x] = 0;
+        for (int j = 0; j < t.k; j++) {
+            if (w[j] == 0) continue;
+            int jj = t.first[i] + j;
+            jj = jj < 0 ? 0 : jj >= n ? n - 1 : jj;
+            const float *row = tmp + (size_t)jj * m;
+            for (int x = 0; x < m; x++) d[x] += w[j] * row[x];
+        }
+    }
+    taps_free(&t);
+    return 0;
 }
 
 /* ------------------------------------------------------------- camera */
@@ -990,9 +1027,10 @@ static int make_swap(uint64_t seed, uint64_t target_seed, const fmd_faces_params
     }
     for (int ch = 0; ch < 3; ch++) {
         float *g = gen + ch * P;
-        if (lo < S) {
-            resample_plane(g, S, low, lo, small);
-            resample_plane(low, lo, g, S, small);
+        if (lo < S && (resample_plane(g, S, low, lo, small) || resample_plane(low, lo, g, S, small))) {
+            free(small);
+            free(gen);
+            return -1;
         }
         if (sharpen && sh_amt > 0) {   /* unsharp mask, as some pipelines do */
             memcpy(tmp, g, P * sizeof(float));
@@ -1052,8 +1090,10 @@ static int make_gan(uint64_t seed, const fmd_faces_params *p, float *img) {
     for (int ch = 0; ch < 3; ch++) {
         float *x = img + ch * P;
         if (sm > 0) {   /* what comes back from half resolution keeps less texture */
-            resample_plane(x, S, low, h, tmp);
-            resample_plane(low, h, up, S, tmp);
+            if (resample_plane(x, S, low, h, tmp) || resample_plane(low, h, up, S, tmp)) {
+                free(buf);
+                return -1;
+            }
             for (size_t i = 0; i < P; i++) x[i] += sm * (up[i] - x[i]);
         }
         if (ck > 0) {   /* phase gains, modulated by local contrast */
