@@ -3,12 +3,10 @@
  * lib/fmd/data.lua) builds the user API on these. */
 #include "fmd_lua.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define FMD_RNG_MT "fmd.Rng"
 #define FMD_LOADER_MT "fmd.Loader"
@@ -266,53 +264,6 @@ static int l_stack_batch(lua_State *L) {
 
 /* ------------------------------------------------------------ files */
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);   /* bytewise */
-}
-
-/* list_dir(path) -> sorted array of entry names (no "." / ".."), or raises
- * "not a directory" / "cannot open" naming the path */
-static int l_list_dir(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
-    if (!d) {
-        int err = errno;
-        return luaL_error(L, "'%s': %s", path, err == ENOTDIR ? "not a directory" : strerror(err));
-    }
-    size_t n = 0, cap = 64;
-    char **names = malloc(cap * sizeof *names);
-    struct dirent *e;
-    int oom = !names;
-    while (!oom && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (n == cap) {
-            char **nn = realloc(names, (cap *= 2) * sizeof *names);
-            if (!nn) { oom = 1; break; }
-            names = nn;
-        }
-        if (!(names[n] = strdup(e->d_name))) { oom = 1; break; }
-        n++;
-    }
-    closedir(d);
-    if (!oom) qsort(names, n, sizeof *names, cmp_str);
-    if (!oom) lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        if (!oom) { lua_pushstring(L, names[i]); lua_rawseti(L, -2, (lua_Integer)i + 1); }
-        free(names[i]);
-    }
-    free(names);
-    if (oom) return luaL_error(L, "list_dir '%s': out of memory", path);
-    return 1;
-}
-
-/* file_kind(path) -> "dir", "file", "other" or nil (missing) */
-static int l_file_kind(lua_State *L) {
-    struct stat st;
-    if (stat(luaL_checkstring(L, 1), &st) != 0) { lua_pushnil(L); return 1; }
-    lua_pushstring(L, S_ISDIR(st.st_mode) ? "dir" : S_ISREG(st.st_mode) ? "file" : "other");
-    return 1;
-}
-
 /* image_format(path) -> "png" / "jpeg", or nil and the reason (by content) */
 static int l_image_format(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
@@ -456,7 +407,6 @@ void fmd_lua_open_image(lua_State *L) {
         {"image_resize", l_image_resize}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
         {"image_normalize", l_image_normalize}, {"Rng", l_rng_new}, {"transform_apply", l_transform_apply},
         {"sample_seed", l_sample_seed}, {"loader_order", l_loader_order}, {"stack_batch", l_stack_batch},
-        {"Loader", l_loader_new}, {"list_dir", l_list_dir}, {"file_kind", l_file_kind},
-        {"image_format", l_image_format}, {NULL, NULL}};
+        {"Loader", l_loader_new}, {"image_format", l_image_format}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

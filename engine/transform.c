@@ -91,35 +91,49 @@ static inline uint8_t pil_clip8(int32_t v) {
 }
 
 static inline uint8_t to_u8(float v) {
-    v = v != v ? 0 : v < 0 ? 0 : v > 1 ? 1 : v;
-    return (uint8_t)lrintf(v * 255.0f);
+    v = v > 0.0f ? v : 0.0f;   /* NaN -> 0 */
+    v = v < 1.0f ? v : 1.0f;
+    return (uint8_t)(int32_t)(v * 255.0f + 0.5f);   /* via int32: vectorizes */
 }
 
-/* 8-bit path: src/dst hold one plane each of (h, w) bytes */
+/* 8-bit path: src/dst hold one plane each of (h, w) bytes; acc has ow
+ * int32 of scratch */
 static void resample_u8(const uint8_t *src, int64_t h, int64_t w, uint8_t *tmp, uint8_t *dst,
-                        int64_t oh, int64_t ow, const taps *th, const taps *tv) {
+                        int64_t oh, int64_t ow, const taps *th, const taps *tv, int32_t *acc) {
     const uint8_t *hsrc = src;
+    const int32_t half = 1 << (PIL_PRECISION_BITS - 1);
     if (th) {   /* horizontal: (h, w) -> (h, ow) */
-        for (int64_t y = 0; y < h; y++)
+        for (int64_t y = 0; y < h; y++) {
+            const uint8_t *row = src + y * w;
+            uint8_t *o = tmp + y * ow;
             for (int64_t x = 0; x < ow; x++) {
                 const int32_t *k = th->ik + x * th->ksize;
-                const uint8_t *p = src + y * w + th->xmin[x];
-                int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
-                for (int64_t i = 0; i < th->xcnt[x]; i++) ss += p[i] * k[i];
-                tmp[y * ow + x] = pil_clip8(ss);
+                const uint8_t *p = row + th->xmin[x];
+                int32_t ss = half;
+                if (th->ksize == 3) {   /* upsampling: taps past xcnt are 0, src is padded */
+                    ss += p[0] * k[0] + p[1] * k[1] + p[2] * k[2];
+                } else {
+                    int n = (int)th->xcnt[x];
+                    for (int i = 0; i < n; i++) ss += p[i] * k[i];
+                }
+                o[x] = pil_clip8(ss);
             }
+        }
         hsrc = tmp;
     }
     int64_t cw = th ? ow : w;
-    if (tv) {   /* vertical: (h, ow) -> (oh, ow) */
+    if (tv) {   /* vertical: (h, cw) -> (oh, cw), accumulated row by row so
+                 * the inner loop is contiguous (same sums as PIL's order) */
         for (int64_t y = 0; y < oh; y++) {
             const int32_t *k = tv->ik + y * tv->ksize;
-            for (int64_t x = 0; x < cw; x++) {
-                const uint8_t *p = hsrc + tv->xmin[y] * cw + x;
-                int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
-                for (int64_t i = 0; i < tv->xcnt[y]; i++) ss += p[i * cw] * k[i];
-                dst[y * cw + x] = pil_clip8(ss);
+            for (int64_t x = 0; x < cw; x++) acc[x] = half;
+            for (int64_t i = 0; i < tv->xcnt[y]; i++) {
+                const uint8_t *p = hsrc + (tv->xmin[y] + i) * cw;
+                int32_t kk = k[i];
+                for (int64_t x = 0; x < cw; x++) acc[x] += p[x] * kk;
             }
+            uint8_t *o = dst + y * cw;
+            for (int64_t x = 0; x < cw; x++) o[x] = pil_clip8(acc[x]);
         }
     } else {
         memcpy(dst, hsrc, (size_t)(oh * ow));
@@ -183,8 +197,8 @@ fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) 
     size_t esz = pil8 ? 1 : sizeof(float);
     tmp = malloc(esz * (size_t)(h * ow));
     if (pil8) {
-        a = malloc((size_t)(h * w));
-        b = malloc((size_t)(oh * ow));
+        a = malloc((size_t)(h * w) + 8);   /* + 8: the 3-tap loop may read 2 past the end */
+        b = malloc((size_t)(oh * ow) + sizeof(int32_t) * (size_t)(ow > w ? ow : w) + 8);
     }
     if (!tmp || (pil8 && (!a || !b))) {
         fmd_fail("resize: out of memory");
@@ -199,8 +213,11 @@ fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) 
             /* like PIL on a uint8 image: quantize, resample with fixed-point
              * weights and 8-bit intermediates, then back to [0, 1] */
             uint8_t *ua = a, *ub = b;
+            /* accumulator row after the output plane, 4-byte aligned */
+            int32_t *acc = (int32_t *)(ub + (((size_t)(oh * ow) + 3) & ~(size_t)3));
             for (int64_t i = 0; i < h * w; i++) ua[i] = to_u8(sp[i]);
-            resample_u8(ua, h, w, tmp, ub, oh, ow, need_h ? &th : NULL, need_v ? &tv : NULL);
+            memset(ua + h * w, 0, 8);
+            resample_u8(ua, h, w, tmp, ub, oh, ow, need_h ? &th : NULL, need_v ? &tv : NULL, acc);
             for (int64_t i = 0; i < oh * ow; i++) dp[i] = ub[i] * (1.0f / 255.0f);
         } else {
             resample_f32(sp, h, w, tmp, dp, oh, ow, need_h ? &th : NULL, need_v ? &tv : NULL);
@@ -220,35 +237,58 @@ fail:
 
 /* ------------------------------------------------- crop, flip, normalize */
 
-// img is (C,H,W); returns (C,oh,ow) with out[c,y,x] = img[c, y+top, x+left], fill outside
-fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow,
-                               float fill) {
-    if (oh <= 0 || ow <= 0) return fmd_fail_null("crop: size %lld x %lld must be positive",
+/* One pass for crop, then optional mirror, then optional normalize (the
+ * train recipe's tail): out[c,y,x] = (Cr[c,y,flip ? ow-1-x : x] - m[c]) / s[c]
+ * with Cr[c,y,x] = img[c, y+top, x+left] or fill outside. n = 0: no
+ * normalize (m = 0, s = 1 leave values bit-identical). */
+static fmd_tensor *crop_flip_norm(const char *op, fmd_tensor *img, int64_t top, int64_t left, int64_t oh,
+                                  int64_t ow, float fill, int flip, int n, const float *mean, const float *std) {
+    if (oh <= 0 || ow <= 0) return fmd_fail_null("%s: size %lld x %lld must be positive", op,
                                                  (long long)oh, (long long)ow);
-    fmd_tensor *x = chw_input("crop", img);
+    fmd_tensor *x = chw_input(op, img);
     if (!x) return NULL;
     int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
+    if (n != 0 && n != 1 && n != C) {
+        fmd_release(x);
+        return fmd_fail_null("normalize: %d mean/std values for an image with %lld channels", n, (long long)C);
+    }
     fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
     if (!out) { fmd_release(x); return NULL; }
     const float *s = fmd_data(x);
     float *d = fmd_data(out);
-    /* columns [x0, x1) of the output come from the image */
+    /* crop columns [x0, x1) come from the image; mirrored they land on
+     * output columns [ow - x1, ow - x0) */
     int64_t x0 = left < 0 ? -left : 0, x1 = w - left < ow ? w - left : ow;
+    if (x0 > ow) x0 = ow;
     if (x1 < x0) x1 = x0;
-    for (int64_t c = 0; c < C; c++)
+    int64_t o0 = flip ? ow - x1 : x0, o1 = flip ? ow - x0 : x1;
+    for (int64_t c = 0; c < C; c++) {
+        float m = n ? mean[n == 1 ? 0 : c] : 0.0f, sd = n ? std[n == 1 ? 0 : c] : 1.0f;
+        float fv = (fill - m) / sd;
         for (int64_t y = 0; y < oh; y++) {
             float *o = d + (c * oh + y) * ow;
             int64_t sy = y + top;
             if (sy < 0 || sy >= h) {
-                for (int64_t i = 0; i < ow; i++) o[i] = fill;
+                for (int64_t i = 0; i < ow; i++) o[i] = fv;
                 continue;
             }
-            for (int64_t i = 0; i < x0 && i < ow; i++) o[i] = fill;
-            if (x1 > x0) memcpy(o + x0, s + (c * h + sy) * w + x0 + left, sizeof(float) * (size_t)(x1 - x0));
-            for (int64_t i = x1 > x0 ? x1 : x0; i < ow; i++) o[i] = fill;
+            const float *row = s + (c * h + sy) * w + left;   /* row[xc] = Cr column xc */
+            for (int64_t i = 0; i < o0; i++) o[i] = fv;
+            if (flip)
+                for (int64_t i = o0; i < o1; i++) o[i] = (row[ow - 1 - i] - m) / sd;
+            else
+                for (int64_t i = o0; i < o1; i++) o[i] = (row[i] - m) / sd;
+            for (int64_t i = o1; i < ow; i++) o[i] = fv;
         }
+    }
     fmd_release(x);
     return out;
+}
+
+// img is (C,H,W); returns (C,oh,ow) with out[c,y,x] = img[c, y+top, x+left], fill outside
+fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow,
+                               float fill) {
+    return crop_flip_norm("crop", img, top, left, oh, ow, fill, 0, 0, NULL, NULL);
 }
 
 // img is (C,H,W); returns (C,H,W) mirrored left-right
@@ -328,6 +368,10 @@ int fmd_transform_check(const fmd_transform *tf) {
         case FMD_TF_NORMALIZE:
             if (op->nch < 1 || op->nch > FMD_TF_MAX_CH)
                 return fmd_fail("transform op %d: normalize needs 1..%d mean/std values", i + 1, FMD_TF_MAX_CH);
+            for (int c = 0; c < op->nch; c++)
+                if (!(op->std[c] != 0))
+                    return fmd_fail("transform op %d: normalize std[%d] = %g must be nonzero", i + 1, c + 1,
+                                    op->std[c]);
             break;
         default:
             return fmd_fail("transform op %d: unknown kind %d", i + 1, op->kind);
@@ -348,23 +392,34 @@ fmd_tensor *fmd_transform_apply(const fmd_transform *tf, fmd_tensor *img, fmd_rn
         case FMD_TF_RESIZE:
             next = fmd_image_resize(cur, op->h, op->w, op->pil8);
             break;
-        case FMD_TF_CENTER_CROP: {
-            /* smaller images are zero-padded first, as in torchvision */
-            int64_t top = h >= op->h ? half_round_even(h - op->h) : -((op->h - h) / 2);
-            int64_t left = w >= op->w ? half_round_even(w - op->w) : -((op->w - w) / 2);
-            next = fmd_image_pad_crop(cur, top, left, op->h, op->w, 0.0f);
-            break;
-        }
+        case FMD_TF_CENTER_CROP:
         case FMD_TF_RANDOM_CROP: {
-            int64_t ph = h + 2 * op->pad, pw = w + 2 * op->pad;
-            if (ph < op->h || pw < op->w) {
-                fmd_fail("random crop: crop %lld x %lld is larger than the padded image %lld x %lld",
-                         (long long)op->h, (long long)op->w, (long long)ph, (long long)pw);
-                break;
+            int64_t top, left;
+            if (op->kind == FMD_TF_CENTER_CROP) {
+                /* smaller images are zero-padded first, as in torchvision */
+                top = h >= op->h ? half_round_even(h - op->h) : -((op->h - h) / 2);
+                left = w >= op->w ? half_round_even(w - op->w) : -((op->w - w) / 2);
+            } else {
+                int64_t ph = h + 2 * op->pad, pw = w + 2 * op->pad;
+                if (ph < op->h || pw < op->w) {
+                    fmd_fail("random crop: crop %lld x %lld is larger than the padded image %lld x %lld",
+                             (long long)op->h, (long long)op->w, (long long)ph, (long long)pw);
+                    break;
+                }
+                top = draw_int(rng, ph - op->h + 1) - op->pad;
+                left = draw_int(rng, pw - op->w + 1) - op->pad;
             }
-            int64_t top = draw_int(rng, ph - op->h + 1);
-            int64_t left = draw_int(rng, pw - op->w + 1);
-            next = fmd_image_pad_crop(cur, top - op->pad, left - op->pad, op->h, op->w, 0.0f);
+            /* a following flip and normalize run in the same pass (same
+             * draws in the same order as running them one by one) */
+            int flip = 0, n = 0;
+            const float *mean = NULL, *std = NULL;
+            if (i + 1 < tf->n && tf->ops[i + 1].kind == FMD_TF_HFLIP)
+                flip = fmd_rng_next_uniform(rng) < tf->ops[++i].p;
+            if (i + 1 < tf->n && tf->ops[i + 1].kind == FMD_TF_NORMALIZE) {
+                const fmd_tf_op *nop = &tf->ops[++i];
+                n = nop->nch; mean = nop->mean; std = nop->std;
+            }
+            next = crop_flip_norm("crop", cur, top, left, op->h, op->w, 0.0f, flip, n, mean, std);
             break;
         }
         case FMD_TF_HFLIP:

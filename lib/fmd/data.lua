@@ -73,24 +73,22 @@ function M.FacesDataset(root, transform)
   if transform ~= nil and not (transforms.is_transform(transform) or type(transform) == "function") then
     error("FacesDataset: transform must be a transform or a function", 2)
   end
-  local kind = C.file_kind(root)
-  if kind ~= "dir" then
+  if not C.sys.is_dir(root) then
     error(("FacesDataset: '%s' %s (expected a folder with real/ and fake/ sub-folders of images)"):format(
-      root, kind and "is not a folder" or "does not exist"), 2)
+      root, C.sys.is_file(root) and "is not a folder" or "does not exist"), 2)
   end
   local paths, labels, skipped = {}, {}, {}
   local counts = {}
   for label, sub in ipairs{"real", "fake"} do
     local dir = join(root, sub)
-    if C.file_kind(dir) ~= "dir" then
+    if not C.sys.is_dir(dir) then
       error(("FacesDataset: '%s' has no %s/ folder (expected %s/real/* and %s/fake/* images)"):format(
         root, sub, root, root), 2)
     end
     local n = 0
-    for _, name in ipairs(C.list_dir(dir)) do
+    for _, name in ipairs(C.sys.listdir(dir)) do
       local p = join(dir, name)
-      local k = C.file_kind(p)
-      if k == "file" then
+      if C.sys.is_file(p) then
         local fmt, why = C.image_format(p)
         if fmt then
           paths[#paths + 1], labels[#labels + 1] = p, label - 1

@@ -276,6 +276,25 @@ static void test_kernels(void) {
     float m2[2] = {0, 0}, s0 = 0;
     CHECK(fmd_image_normalize(x, 2, m2, m2) == NULL && strstr(fmd_error(), "channels"));
     CHECK(fmd_image_normalize(x, 1, &m, &s0) == NULL && strstr(fmd_error(), "nonzero"));
+    /* fused crop + flip + normalize in a chain = the kernels one by one */
+    fmd_tensor *img = fmd_image_load(FIX "src.png");
+    float mean[3] = {0.1f, 0.5f, 0.9f}, sd[3] = {0.2f, 0.3f, 0.4f};
+    fmd_transform tf = {0};
+    tf.ops[tf.n++] = (fmd_tf_op){.kind = FMD_TF_CENTER_CROP, .h = 26, .w = 23};
+    tf.ops[tf.n++] = (fmd_tf_op){.kind = FMD_TF_HFLIP, .p = 1.0f};
+    tf.ops[tf.n++] = (fmd_tf_op){.kind = FMD_TF_NORMALIZE, .nch = 3, .mean = {0.1f, 0.5f, 0.9f},
+                                 .std = {0.2f, 0.3f, 0.4f}};
+    fmd_rng rng;
+    fmd_rng_seed(&rng, 1);
+    fmd_tensor *fused = fmd_transform_apply(&tf, img, &rng);
+    fmd_tensor *s1 = fmd_image_pad_crop(img, -3, 0, 26, 23, 0.0f);   /* 20x24 -> 26x23 */
+    fmd_tensor *s2 = fmd_image_hflip(s1);
+    fmd_tensor *s3 = fmd_image_normalize(s2, 3, mean, sd);
+    CHECK(fused && s3 && max_diff(fused, s3) == 0);
+    fmd_release(fused); fmd_release(s1); fmd_release(s2); fmd_release(s3); fmd_release(img);
+    tf.ops[2].std[1] = 0;
+    CHECK(fmd_transform_apply(&tf, x, &rng) == NULL && strstr(fmd_error(), "nonzero"));
+
     fmd_tensor *flat = fmd_zeros(2, (int64_t[]){3, 4});
     CHECK(fmd_image_resize(flat, 2, 2, 0) == NULL && strstr(fmd_error(), "C x H x W"));
     fmd_release(flat);

@@ -57,6 +57,7 @@ end)
 
 test("FacesDataset errors: missing folders", function()
   sh(("mkdir -p '%s/onlyreal/real'"):format(tmp))
+  fmd.save_image(tmp .. "/onlyreal/real/a.png", fmd.zeros(3, 4, 4))
   expect_error(function() data.FacesDataset(tmp .. "/onlyreal") end, "has no fake/ folder")
   expect_error(function() data.FacesDataset(tmp .. "/nope") end, "does not exist")
 end)
