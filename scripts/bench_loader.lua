@@ -55,8 +55,11 @@ bench("JPEG " .. opts.data, opts.data)
 -- 256x256 PNGs: made from the JPEGs once (PIL-style resize), reused later
 local src = data.FacesDataset(opts.data)
 local need = math.min(opts.images, #src)
-local have = C.sys.is_dir(opts.png_dir .. "/fake") and #C.sys.listdir(opts.png_dir .. "/fake") or 0
-if have < need // 2 then
+local have = 0
+for _, sub in ipairs{"real", "fake"} do
+  if C.sys.is_dir(opts.png_dir .. "/" .. sub) then have = have + #C.sys.listdir(opts.png_dir .. "/" .. sub) end
+end
+if have < need then
   io.write(("making %d 256x256 PNGs in %s ... "):format(need, opts.png_dir)); io.flush()
   C.sys.mkdir(opts.png_dir .. "/real")
   C.sys.mkdir(opts.png_dir .. "/fake")
