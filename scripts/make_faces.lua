@@ -20,7 +20,8 @@ options:
   --size N         image side in pixels (default: 256)
   --strength X     multiplier on every fake trace (default: 1; see docs/faces.md)
   --threads N      worker threads (default: all cores; output does not depend on it)
-  --force          replace PNGs already in the output folders
+  --force          replace data sets that already exist under OUT
+Each set is written to OUT/<name>.partial and renamed when complete.
   -h, --help       show this help
 ]]
 
@@ -73,9 +74,11 @@ end
 for _, s in ipairs(faces.splits) do opts.sizes[s] = opts.sizes[s] or faces.default_sizes[s] end
 opts.log = function(msg) print(msg) end
 
-local ok, err = pcall(faces.generate, opts)
+local t0 = require("fmd.core").sys.now()
+local ok, n = pcall(faces.generate, opts)
 if not ok then
-  io.stderr:write("make_faces: " .. tostring(err) .. "\n")
+  io.stderr:write("make_faces: " .. tostring(n) .. "\n")
   os.exit(1)
 end
-print(("make_faces: wrote %d images under %s/ (seed %d)"):format(err, opts.out, opts.seed))
+print(("make_faces: wrote %d images under %s/ (seed %d) in %.1f s"):format(n, opts.out, opts.seed,
+  require("fmd.core").sys.now() - t0))

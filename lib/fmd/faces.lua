@@ -70,7 +70,7 @@ function faces.plan(opts)
         local n = sizes[split] or faces.default_sizes[split]
         local nreal, nfake = faces.split_counts(d.name, n)
         for _, class in ipairs{"real", "fake"} do
-          local dir = ("%s/%s/%s/%s"):format(out, d.name, split, class)
+          local dir = ("%s/%s%s/%s/%s"):format(out, d.name, opts.suffix or "", split, class)
           dirs[#dirs + 1] = dir
           local count = class == "real" and nreal or nfake
           for i = 1, count do
@@ -91,40 +91,73 @@ function faces.plan(opts)
   return jobs, dirs
 end
 
--- Writes the data set(s). Refuses to mix with PNGs already in the target
--- folders unless opts.force (then those PNGs are removed first).
+local sys = C.sys
+
+-- removes root/{train,val,test}/{real,fake}/*.png and those folders; fails
+-- (leaving the files alone) when anything else is in them
+local function remove_set(root)
+  for _, split in ipairs(faces.splits) do
+    for _, class in ipairs{"real", "fake"} do
+      local dir = ("%s/%s/%s"):format(root, split, class)
+      if sys.is_dir(dir) then
+        C.faces_prepare_dir(dir, true)
+        local ok, err = os.remove(dir)
+        if not ok then error(("faces: cannot replace %s: %s"):format(root, err), 0) end
+      end
+    end
+    local dir = root .. "/" .. split
+    if sys.is_dir(dir) then
+      local ok, err = os.remove(dir)
+      if not ok then error(("faces: cannot replace %s: %s"):format(root, err), 0) end
+    end
+  end
+  local ok, err = os.remove(root)
+  if not ok then error(("faces: cannot replace %s: %s"):format(root, err), 0) end
+end
+
+-- Writes the data set(s). Each set is written to OUT/<name>.partial and
+-- renamed to OUT/<name> only when complete, so an interrupted run never
+-- leaves a half-made set that looks finished. An existing OUT/<name> is an
+-- error unless opts.force (then it is replaced; only its PNGs are removed,
+-- anything else in it stops the replacement).
 -- opts.params overrides artefact strengths; opts.log(msg) reports progress.
 function faces.generate(opts)
-  local jobs, dirs = faces.plan(opts)
+  local out = opts.out or "data"
   local params = faces.params(opts.params)
   if opts.size then params.size = opts.size end
   local log = opts.log or function() end
-  for _, dir in ipairs(dirs) do
-    local n = C.faces_prepare_dir(dir, false)
-    if n > 0 and not opts.force then
-      error(("faces: %s already holds %d PNG files; use --force to replace them"):format(dir, n), 0)
+  local total = 0
+  for _, d in ipairs(faces.datasets) do
+    if not opts.only or opts.only == d.name then
+      local final, stage = out .. "/" .. d.name, out .. "/" .. d.name .. ".partial"
+      if sys.is_dir(final) and not opts.force then
+        error(("faces: %s already exists; use --force to replace it"):format(final), 0)
+      end
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o.only, o.suffix = d.name, ".partial"
+      local jobs, dirs = faces.plan(o)
+      for _, dir in ipairs(dirs) do C.faces_prepare_dir(dir, true) end   -- leftovers of a broken run
+      -- one call per split: the C side renders and writes in parallel; the
+      -- file contents do not depend on the thread count
+      for _, split in ipairs(faces.splits) do
+        local group, nreal = {}, 0
+        for _, j in ipairs(jobs) do
+          if j.split == split then
+            group[#group + 1] = j
+            if j.class == "real" then nreal = nreal + 1 end
+          end
+        end
+        C.faces_write(group, params)
+        log(("%s/%s: %d real, %d fake"):format(final, split, nreal, #group - nreal))
+      end
+      if sys.is_dir(final) then remove_set(final) end
+      sys.rename(stage, final)
+      total = total + #jobs
     end
   end
-  if opts.force then for _, dir in ipairs(dirs) do C.faces_prepare_dir(dir, true) end end
-  -- one call per data set and split: the C side renders and writes in
-  -- parallel; the file contents do not depend on the thread count
-  local group, key = {}, nil
-  local function flush()
-    if #group == 0 then return end
-    C.faces_write(group, params)
-    local nreal = 0
-    for _, g in ipairs(group) do if g.class == "real" then nreal = nreal + 1 end end
-    log(("%s/%s/%s: %d real, %d fake"):format(opts.out or "data", group[1].dataset, group[1].split,
-      nreal, #group - nreal))
-    group = {}
-  end
-  for _, j in ipairs(jobs) do
-    local k = j.dataset .. "/" .. j.split
-    if k ~= key then flush(); key = k end
-    group[#group + 1] = j
-  end
-  flush()
-  return #jobs
+  if total == 0 and opts.only then faces.plan(opts) end   -- raises the unknown-name error
+  return total
 end
 
 return faces

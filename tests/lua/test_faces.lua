@@ -239,16 +239,23 @@ test("a tiny generated set has the course layout, counts and contents", function
     expect(maxdiff(img, want_img) <= 0.5 / 255 + 1e-6, "gan file = render of its seed")
     -- generating again refuses to mix with existing files, --force replaces
     expect_error(function() faces.generate{out = root, seed = 5, sizes = sizes, size = S} end,
-                 "already holds")
+                 "fakes_dataset already exists; use --force")
+    expect(not C.sys.is_dir(root .. "/fakes_dataset.partial"), "no staging folder left")
     -- the bytes do not depend on the thread count
     local before = file_bytes(root .. "/synthetic_dataset/train/fake/fake_00002.png")
     local nth = fmd.get_num_threads()
     fmd.set_num_threads(1)
+    -- leftovers of an interrupted run in the staging folder are cleared
+    C.sys.mkdir(root .. "/synthetic_dataset.partial/train/real")
+    local f = assert(io.open(root .. "/synthetic_dataset.partial/train/real/junk.png", "wb"))
+    f:write("x"); f:close()
     local ok2, err2 = pcall(faces.generate, {out = root, seed = 5, sizes = sizes, size = S, force = true})
     fmd.set_num_threads(nth)
     assert(ok2, err2)
     expect(before == file_bytes(root .. "/synthetic_dataset/train/fake/fake_00002.png"),
            "same bytes with 1 thread")
+    expect_eq(C.faces_prepare_dir(root .. "/synthetic_dataset/train/real"), 3, "junk not carried over")
+    expect(not C.sys.is_dir(root .. "/synthetic_dataset.partial"), "staging folder renamed")
   end)
   remove_tree(root, jobs, dirs)
   assert(ok, err)
