@@ -1,3 +1,56 @@
-/* stub: filled in by the conv work */
+/* lua_conv.c - raw bindings of convolution and pooling (engine/nn_conv.c,
+ * engine/nn_pool.c). Every size is a plain integer here; the friendly API
+ * (numbers or pairs, defaults) is fmd.nn.functional, written on top of
+ * these exact names:
+ *   conv2d(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups)
+ *   max_pool2d(x, kh, kw, sh, sw, ph, pw)
+ *   avg_pool2d(x, kh, kw, sh, sw, ph, pw)
+ *   adaptive_avg_pool2d(x, oh, ow) */
 #include "fmd_lua.h"
-void fmd_lua_open_conv(lua_State *L) { (void)L; }
+
+#include <limits.h>
+
+/* an integer argument that fits an int (the engine checks the meaning) */
+static int check_int(lua_State *L, int arg) {
+    lua_Integer v = luaL_checkinteger(L, arg);
+    if (v < INT_MIN || v > INT_MAX) luaL_argerror(L, arg, "integer out of range");
+    return (int)v;
+}
+
+static int l_conv2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1), *w = fmd_lua_check_tensor(L, 2), *b = fmd_lua_opt_tensor(L, 3);
+    int a[7];
+    for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
+    fmd_lua_push_tensor(L, fmd_conv2d(x, w, b, a[0], a[1], a[2], a[3], a[4], a[5], a[6]));
+    return 1;
+}
+
+static int l_max_pool2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1);
+    int a[6];
+    for (int i = 0; i < 6; i++) a[i] = check_int(L, 2 + i);
+    fmd_lua_push_tensor(L, fmd_max_pool2d(x, a[0], a[1], a[2], a[3], a[4], a[5]));
+    return 1;
+}
+
+static int l_avg_pool2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1);
+    int a[6];
+    for (int i = 0; i < 6; i++) a[i] = check_int(L, 2 + i);
+    fmd_lua_push_tensor(L, fmd_avg_pool2d(x, a[0], a[1], a[2], a[3], a[4], a[5]));
+    return 1;
+}
+
+static int l_adaptive_avg_pool2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1);
+    int oh = check_int(L, 2), ow = check_int(L, 3);
+    fmd_lua_push_tensor(L, fmd_adaptive_avg_pool2d(x, oh, ow));
+    return 1;
+}
+
+void fmd_lua_open_conv(lua_State *L) {
+    static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"max_pool2d", l_max_pool2d},
+                                   {"avg_pool2d", l_avg_pool2d}, {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
+                                   {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,495 @@
+/* nn_conv.c - conv2d forward and backward.
+ *
+ * x is (N,C,H,W), w is (O, C/groups, KH, KW), b is (O) or NULL; the output
+ * is (N,O,OH,OW) with OH = (H + 2ph - dh*(KH-1) - 1) / sh + 1 (same for W).
+ *
+ * Three kernels:
+ *  - general: per sample and group, im2col into a per-thread scratch buffer
+ *    (rows = (c, kh, kw), columns = output pixels) and one GEMM
+ *    (O/g x C/g*KH*KW) @ (C/g*KH*KW x OH*OW) straight into the output.
+ *  - pointwise (1x1, stride 1, pad 0): the input plane already is the column
+ *    matrix, so the GEMM reads x directly.
+ *  - depthwise (C/groups == 1: each output channel reads one input channel):
+ *    direct loops over kernel taps, each a vectorisable axpy along a row;
+ *    im2col+GEMM would be ~10x slower because the GEMM has K = KH*KW.
+ * Parallelism: samples are split over the pool, each thread running
+ * single-threaded BLAS on its own scratch. With fewer samples than that
+ * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
+ * fmd_sgemm splits each GEMM while im2col/col2im split channels. Depthwise
+ * splits (sample, channel) planes forward and input channels backward, so
+ * every thread owns the weight-gradient rows it writes. */
+#include "fmd.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* inner loops are compiled twice (AVX2+FMA and baseline), picked at load
+ * time, since the build targets x86-64-v2 for portability */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FMD_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FMD_SIMD_CLONES
+#endif
+
+typedef struct {
+    int64_t N, C, H, W, O, KH, KW, OH, OW;
+    int64_t Cg, Og, Kc, HW, OHW;   /* channels per group, K of the GEMM, plane sizes */
+    int sh, sw, ph, pw, dh, dw, groups;
+    int pointwise, depthwise;
+} conv_geom;
+
+/* ------------------------------------------------------ per-thread scratch */
+/* Grown on demand and kept: pool threads live for the whole process, so
+ * every conv call after the first reuses the same buffers. */
+static _Thread_local struct { float *p; size_t n; } scratch_buf[2];
+
+static float *scratch(int slot, size_t n) {
+    if (scratch_buf[slot].n < n) {
+        free(scratch_buf[slot].p);
+        scratch_buf[slot].p = malloc(n * sizeof(float));
+        scratch_buf[slot].n = scratch_buf[slot].p ? n : 0;
+    }
+    return scratch_buf[slot].p;
+}
+
+/* ------------------------------------------------------------- geometry */
+/* output positions o in [0, out) whose input index o*s + off lies in [0, in) */
+static void valid_range(int64_t off, int s, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t last = in - 1 - off;   /* o*s <= last */
+    int64_t h = last < 0 ? 0 : last / s + 1;
+    if (h > out) h = out;
+    if (l > h) l = h;
+    *lo = l; *hi = h;
+}
+
+static int conv_geometry(const fmd_tensor *x, const fmd_tensor *w, const fmd_tensor *b, int sh, int sw,
+                         int ph, int pw, int dh, int dw, int groups, conv_geom *g) {
+    char a[128], c[128];
+    if (x->ndim != 4)
+        return fmd_fail("conv2d: input must be 4-D (N,C,H,W), got %s", fmd_shape_str(a, sizeof a, x->ndim, x->shape));
+    if (w->ndim != 4)
+        return fmd_fail("conv2d: weight must be 4-D (O,C/groups,KH,KW), got %s",
+                        fmd_shape_str(a, sizeof a, w->ndim, w->shape));
+    fmd_shape_str(a, sizeof a, x->ndim, x->shape);
+    fmd_shape_str(c, sizeof c, w->ndim, w->shape);
+    if (sh < 1 || sw < 1) return fmd_fail("conv2d: stride (%d, %d) must be positive", sh, sw);
+    if (dh < 1 || dw < 1) return fmd_fail("conv2d: dilation (%d, %d) must be positive", dh, dw);
+    if (ph < 0 || pw < 0) return fmd_fail("conv2d: padding (%d, %d) must not be negative", ph, pw);
+    if (groups < 1) return fmd_fail("conv2d: groups %d must be positive", groups);
+    if (w->shape[0] % groups)
+        return fmd_fail("conv2d: weight %s has %lld output channels, not divisible by groups %d", c,
+                        (long long)w->shape[0], groups);
+    if (x->shape[1] != w->shape[1] * groups)
+        return fmd_fail("conv2d: input %s has %lld channels, weight %s expects %lld (x groups %d)", a,
+                        (long long)x->shape[1], c, (long long)w->shape[1], groups);
+    if (w->shape[2] < 1 || w->shape[3] < 1 || w->shape[0] < 1)
+        return fmd_fail("conv2d: weight %s must have a non-empty kernel and output channels", c);
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+        char d[128];
+        return fmd_fail("conv2d: bias %s should be [%lld] (one per output channel of weight %s)",
+                        fmd_shape_str(d, sizeof d, b->ndim, b->shape), (long long)w->shape[0], c);
+    }
+    g->N = x->shape[0]; g->C = x->shape[1]; g->H = x->shape[2]; g->W = x->shape[3];
+    g->O = w->shape[0]; g->KH = w->shape[2]; g->KW = w->shape[3];
+    int64_t eh = (int64_t)dh * (g->KH - 1) + 1, ew = (int64_t)dw * (g->KW - 1) + 1;
+    if (g->H + 2 * (int64_t)ph < eh || g->W + 2 * (int64_t)pw < ew)
+        return fmd_fail("conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)", a,
+                        ph, pw, (long long)eh, (long long)ew);
+    g->OH = (g->H + 2 * (int64_t)ph - eh) / sh + 1;
+    g->OW = (g->W + 2 * (int64_t)pw - ew) / sw + 1;
+    g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw; g->dh = dh; g->dw = dw; g->groups = groups;
+    g->Cg = g->C / groups; g->Og = g->O / groups;
+    g->Kc = g->Cg * g->KH * g->KW;
+    g->HW = g->H * g->W; g->OHW = g->OH * g->OW;
+    g->pointwise = g->KH == 1 && g->KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+    g->depthwise = g->Cg == 1 && !g->pointwise && g->KW <= 64;
+    if (g->OHW > INT_MAX || g->Kc > INT_MAX || g->O > INT_MAX)
+        return fmd_fail("conv2d: input %s with weight %s is too large for a BLAS call", a, c);
+    return 0;
+}
+
+/* ------------------------------------------------------- im2col, col2im */
+/* x is (Cg,H,W) of one sample and group; col is (Cg*KH*KW, OH*OW). Fills the
+ * rows of channels [c0, c1); zero where the kernel reads padding. */
+static void im2col(const conv_geom *g, const float *x, float *col, int64_t c0, int64_t c1) {
+    const int64_t W = g->W, OW = g->OW;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                float *dst = col + ((c * g->KH + kh) * g->KW + kw) * g->OHW;
+                const float *src = x + c * g->HW;
+                int64_t xoff = kw * g->dw - g->pw, lo, hi;
+                valid_range(xoff, g->sw, W, OW, &lo, &hi);
+                for (int64_t oy = 0; oy < g->OH; oy++) {
+                    float *d = dst + oy * OW;
+                    int64_t iy = oy * g->sh - g->ph + kh * g->dh;
+                    if (iy < 0 || iy >= g->H) { memset(d, 0, (size_t)OW * sizeof *d); continue; }
+                    const float *row = src + iy * W;
+                    if (lo > 0) memset(d, 0, (size_t)lo * sizeof *d);
+                    if (g->sw == 1) memcpy(d + lo, row + lo + xoff, (size_t)(hi - lo) * sizeof *d);
+                    else for (int64_t ox = lo; ox < hi; ox++) d[ox] = row[ox * g->sw + xoff];
+                    if (hi < OW) memset(d + hi, 0, (size_t)(OW - hi) * sizeof *d);
+                }
+            }
+}
+
+/* the adjoint of im2col: x (Cg,H,W) += col scattered back, channels [c0, c1) */
+static void col2im(const conv_geom *g, const float *col, float *x, int64_t c0, int64_t c1) {
+    const int64_t W = g->W, OW = g->OW;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                const float *src = col + ((c * g->KH + kh) * g->KW + kw) * g->OHW;
+                float *dst = x + c * g->HW;
+                int64_t xoff = kw * g->dw - g->pw, lo, hi;
+                valid_range(xoff, g->sw, W, OW, &lo, &hi);
+                for (int64_t oy = 0; oy < g->OH; oy++) {
+                    int64_t iy = oy * g->sh - g->ph + kh * g->dh;
+                    if (iy < 0 || iy >= g->H) continue;
+                    const float *s = src + oy * OW;
+                    float *row = dst + iy * W;
+                    if (g->sw == 1) {
+                        float *r = row + xoff;
+                        for (int64_t ox = lo; ox < hi; ox++) r[ox] += s[ox];
+                    } else {
+                        for (int64_t ox = lo; ox < hi; ox++) row[ox * g->sw + xoff] += s[ox];
+                    }
+                }
+            }
+}
+
+typedef struct { const conv_geom *g; const float *x; float *col; int64_t n; int adjoint; } cols_job;
+
+static void cols_task(void *p, int ith, int nth) {
+    cols_job *j = p;
+    int64_t b, e;
+    fmd_split(j->n, ith, nth, &b, &e);
+    if (j->adjoint) col2im(j->g, j->col, (float *)j->x, b, e);
+    else im2col(j->g, j->x, j->col, b, e);
+}
+
+/* im2col / col2im of one sample-group, split over channels when asked */
+static void cols(const conv_geom *g, const float *x, float *col, int adjoint, int par) {
+    cols_job j = {g, x, col, g->Cg, adjoint};
+    if (par && g->Kc * g->OHW >= (1 << 16)) fmd_parallel(cols_task, &j);
+    else cols_task(&j, 0, 1);
+}
+
+/* ------------------------------------------------------ general forward */
+typedef struct {
+    conv_geom g;
+    const float *x, *w, *b;   /* x (N,C,H,W), w (O,Kc), b (O) or NULL */
+    float *y;                  /* (N,O,OH,OW) */
+    /* backward */
+    const float *gy;           /* (N,O,OH,OW) */
+    float *gx;                 /* (N,C,H,W) zeroed, or NULL */
+    float *gw, *gb;            /* per-thread partials: nparts x (O*Kc) and x O, or NULL */
+    int nparts;
+    int failed;
+} conv_job;
+
+/* y[n] = w * x[n] (+ b); par: this is the only sample being worked on */
+static void fwd_sample(conv_job *j, int64_t n, int par) {
+    const conv_geom *g = &j->g;
+    float *col = NULL;
+    if (!g->pointwise && !(col = scratch(0, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
+    for (int gi = 0; gi < g->groups; gi++) {
+        const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
+        const float *wg = j->w + gi * g->Og * g->Kc;
+        float *yg = j->y + (n * g->O + gi * g->Og) * g->OHW;
+        float beta = 0;
+        if (j->b) {   /* start from the bias, then accumulate the GEMM */
+            for (int64_t o = 0; o < g->Og; o++) {
+                float bv = j->b[gi * g->Og + o], *r = yg + o * g->OHW;
+                for (int64_t i = 0; i < g->OHW; i++) r[i] = bv;
+            }
+            beta = 1;
+        }
+        if (!g->pointwise) cols(g, xg, col, 0, par);
+        fmd_sgemm(0, 0, g->Og, g->OHW, g->Kc, 1.0f, wg, g->Kc, g->pointwise ? xg : col, g->OHW, beta, yg,
+                  g->OHW);
+    }
+}
+
+static void fwd_task(void *p, int ith, int nth) {
+    conv_job *j = p;
+    int64_t b, e;
+    fmd_split(j->g.N, ith, nth, &b, &e);
+    for (int64_t n = b; n < e && !j->failed; n++) fwd_sample(j, n, 0);
+}
+
+/* split samples over the pool only when that balances: otherwise samples run
+ * in turn and each GEMM is split instead */
+static int batch_parallel(int64_t N) {
+    int nth = fmd_in_parallel() ? 1 : fmd_get_num_threads();
+    return nth > 1 && (N % nth == 0 || N >= 4 * nth);
+}
+
+/* ------------------------------------------------------ general backward */
+static void bwd_sample(conv_job *j, int64_t n, int part, int par) {
+    const conv_geom *g = &j->g;
+    float *col = NULL, *dcol = NULL;
+    if (!g->pointwise) {
+        if (j->gw && !(col = scratch(0, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
+        if (j->gx && !(dcol = scratch(1, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
+    }
+    for (int gi = 0; gi < g->groups; gi++) {
+        const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
+        const float *wg = j->w + gi * g->Og * g->Kc;
+        const float *gyg = j->gy + (n * g->O + gi * g->Og) * g->OHW;
+        if (j->gw) {   /* gw_g (Og,Kc) += gy_g (Og,OHW) @ col^T (OHW,Kc) */
+            float *gw = j->gw + (size_t)part * g->O * g->Kc + gi * g->Og * g->Kc;
+            if (!g->pointwise) cols(g, xg, col, 0, par);
+            fmd_sgemm(0, 1, g->Og, g->Kc, g->OHW, 1.0f, gyg, g->OHW, g->pointwise ? xg : col, g->OHW, 1.0f, gw,
+                      g->Kc);
+        }
+        if (j->gx) {   /* dcol (Kc,OHW) = w_g^T (Kc,Og) @ gy_g (Og,OHW), scattered back */
+            float *gxg = j->gx + (n * g->C + gi * g->Cg) * g->HW;
+            if (g->pointwise) {
+                fmd_sgemm(1, 0, g->Kc, g->OHW, g->Og, 1.0f, wg, g->Kc, gyg, g->OHW, 0.0f, gxg, g->OHW);
+            } else {
+                fmd_sgemm(1, 0, g->Kc, g->OHW, g->Og, 1.0f, wg, g->Kc, gyg, g->OHW, 0.0f, dcol, g->OHW);
+                cols(g, gxg, dcol, 1, par);
+            }
+        }
+        if (j->gb) {
+            float *gb = j->gb + (size_t)part * g->O + gi * g->Og;
+            for (int64_t o = 0; o < g->Og; o++) {
+                const float *r = gyg + o * g->OHW;
+                float s = 0;
+                for (int64_t i = 0; i < g->OHW; i++) s += r[i];
+                gb[o] += s;
+            }
+        }
+    }
+}
+
+static void bwd_task(void *p, int ith, int nth) {
+    conv_job *j = p;
+    int64_t b, e;
+    fmd_split(j->g.N, ith, nth, &b, &e);
+    for (int64_t n = b; n < e && !j->failed; n++) bwd_sample(j, n, ith, 0);
+}
+
+/* ------------------------------------------------------------ depthwise */
+/* y (OH,OW) = bias + x (H,W) correlated with the kernel k (KH,KW) */
+FMD_SIMD_CLONES
+static void dw_plane_fwd(const conv_geom *g, const float *restrict x, const float *restrict k, float bias,
+                         float *restrict y) {
+    const int64_t OW = g->OW, W = g->W, KW = g->KW;
+    int64_t lo[64], hi[64], off[64];
+    for (int64_t kw = 0; kw < KW; kw++) {
+        off[kw] = kw * g->dw - g->pw;
+        valid_range(off[kw], g->sw, W, OW, &lo[kw], &hi[kw]);
+    }
+    for (int64_t i = 0; i < g->OHW; i++) y[i] = bias;
+    for (int64_t oy = 0; oy < g->OH; oy++) {
+        float *restrict yr = y + oy * OW;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            int64_t iy = oy * g->sh - g->ph + kh * g->dh;
+            if (iy < 0 || iy >= g->H) continue;
+            const float *restrict xr = x + iy * W;
+            const float *kr = k + kh * KW;
+            if (g->sw == 1) {
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    const float wv = kr[kw], *restrict xs = xr + off[kw];
+                    for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) yr[ox] += wv * xs[ox];
+                }
+            } else {
+                const int s = g->sw;
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    const float wv = kr[kw], *restrict xs = xr + off[kw];
+                    for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) yr[ox] += wv * xs[ox * s];
+                }
+            }
+        }
+    }
+}
+
+/* adjoint of dw_plane_fwd for one plane: gx (H,W) += k^T gy (when gx), and
+ * acc (KH*KW, OW) += per-tap products gy * x (when acc), summed over rows
+ * later so that every inner loop is an elementwise, vectorisable update */
+FMD_SIMD_CLONES
+static void dw_plane_bwd(const conv_geom *g, const float *restrict gy, const float *restrict x,
+                         const float *restrict k, float *restrict gx, float *restrict acc) {
+    const int64_t OW = g->OW, W = g->W, KW = g->KW;
+    const int s = g->sw;
+    int64_t lo[64], hi[64], off[64];
+    for (int64_t kw = 0; kw < KW; kw++) {
+        off[kw] = kw * g->dw - g->pw;
+        valid_range(off[kw], s, W, OW, &lo[kw], &hi[kw]);
+    }
+    for (int64_t oy = 0; oy < g->OH; oy++) {
+        const float *restrict gr = gy + oy * OW;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            int64_t iy = oy * g->sh - g->ph + kh * g->dh;
+            if (iy < 0 || iy >= g->H) continue;
+            for (int64_t kw = 0; kw < KW; kw++) {
+                if (gx) {
+                    const float wv = k[kh * KW + kw];
+                    float *restrict xs = gx + iy * W + off[kw];
+                    if (s == 1) for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) xs[ox] += wv * gr[ox];
+                    else for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) xs[ox * s] += wv * gr[ox];
+                }
+                if (acc) {
+                    const float *restrict xs = x + iy * W + off[kw];
+                    float *restrict a = acc + (kh * KW + kw) * OW;
+                    if (s == 1) for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) a[ox] += gr[ox] * xs[ox];
+                    else for (int64_t ox = lo[kw]; ox < hi[kw]; ox++) a[ox] += gr[ox] * xs[ox * s];
+                }
+            }
+        }
+    }
+}
+
+static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
+    conv_job *j = p;
+    const conv_geom *g = &j->g;
+    int64_t b, e;
+    fmd_split(g->N * g->O, ith, nth, &b, &e);
+    for (int64_t pl = b; pl < e; pl++) {
+        int64_t n = pl / g->O, o = pl % g->O, c = o / g->Og;
+        dw_plane_fwd(g, j->x + (n * g->C + c) * g->HW, j->w + o * g->Kc, j->b ? j->b[o] : 0.0f,
+                     j->y + pl * g->OHW);
+    }
+}
+
+/* input channels c are split over threads: a thread owns gx[:, c] and the
+ * weight/bias gradients of the Og output channels reading c */
+static void dw_bwd_task(void *p, int ith, int nth) {
+    conv_job *j = p;
+    const conv_geom *g = &j->g;
+    int64_t b, e, ntap = g->KH * g->KW;
+    fmd_split(g->C, ith, nth, &b, &e);
+    float *acc = NULL;
+    if (j->gw && b < e && !(acc = scratch(0, (size_t)(ntap * g->OW)))) { j->failed = 1; return; }
+    for (int64_t c = b; c < e; c++)
+        for (int64_t m = 0; m < g->Og; m++) {
+            int64_t o = c * g->Og + m;
+            if (acc) memset(acc, 0, (size_t)(ntap * g->OW) * sizeof *acc);
+            float bsum = 0;
+            for (int64_t n = 0; n < g->N; n++) {
+                const float *gy = j->gy + (n * g->O + o) * g->OHW;
+                dw_plane_bwd(g, gy, j->x + (n * g->C + c) * g->HW, j->w + o * ntap,
+                             j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, acc);
+                if (j->gb) for (int64_t i = 0; i < g->OHW; i++) bsum += gy[i];
+            }
+            if (acc)
+                for (int64_t t = 0; t < ntap; t++) {
+                    float s = 0;
+                    for (int64_t ox = 0; ox < g->OW; ox++) s += acc[t * g->OW + ox];
+                    j->gw[o * ntap + t] = s;
+                }
+            if (j->gb) j->gb[o] = bsum;
+        }
+}
+
+/* -------------------------------------------------------------- autograd */
+static fmd_tensor *contiguous_nograd(fmd_tensor *t) {
+    int prev = fmd_set_grad_enabled(0);
+    fmd_tensor *c = fmd_contiguous(t);
+    fmd_set_grad_enabled(prev);
+    return c;
+}
+
+static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
+    fmd_tensor *x = nd->inputs[0], *w = nd->inputs[1], *b = nd->inputs[2];
+    fmd_tensor *xs = nd->saved[0], *ws = nd->saved[1];
+    conv_job j = {0};
+    if (conv_geometry(xs, ws, NULL, (int)nd->iarg[0], (int)nd->iarg[1], (int)nd->iarg[2], (int)nd->iarg[3],
+                      (int)nd->iarg[4], (int)nd->iarg[5], (int)nd->iarg[6], &j.g))
+        return -1;
+    const conv_geom *g = &j.g;
+    int need_x = x->requires_grad, need_w = w->requires_grad, need_b = b && b->requires_grad;
+    fmd_tensor *gy = fmd_contiguous(gout), *gx = NULL, *gw = NULL, *gb = NULL;
+    float *parts = NULL;
+    int rc = -1;
+    if (!gy) return -1;
+    int64_t wshape[4] = {g->O, g->Cg, g->KH, g->KW};
+    if (need_x && !(gx = fmd_zeros(4, xs->shape))) goto done;
+    if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
+    if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
+    j.x = fmd_data(xs); j.w = fmd_data(ws); j.gy = fmd_data(gy);
+    j.gx = gx ? fmd_data(gx) : NULL;
+    if (g->depthwise) {
+        j.gw = gw ? fmd_data(gw) : NULL;
+        j.gb = gb ? fmd_data(gb) : NULL;
+        fmd_parallel(dw_bwd_task, &j);
+    } else {
+        int bp = batch_parallel(g->N);
+        j.nparts = bp ? fmd_get_num_threads() : 1;
+        if ((gw || gb) && j.nparts > 1) {   /* per-thread partial sums, reduced below */
+            parts = calloc((size_t)j.nparts * (size_t)(g->O * g->Kc + g->O), sizeof *parts);
+            if (!parts) { fmd_fail("conv2d backward: out of memory for weight-gradient partials"); goto done; }
+            j.gw = gw ? parts : NULL;
+            j.gb = gb ? parts + (size_t)j.nparts * g->O * g->Kc : NULL;
+        } else {
+            j.gw = gw ? fmd_data(gw) : NULL;
+            j.gb = gb ? fmd_data(gb) : NULL;
+        }
+        if (bp) fmd_parallel(bwd_task, &j);
+        else for (int64_t n = 0; n < g->N && !j.failed; n++) bwd_sample(&j, n, 0, 1);
+        if (parts) {
+            for (int p = 0; p < j.nparts; p++) {
+                if (gw) {
+                    float *d = fmd_data(gw);
+                    const float *s = parts + (size_t)p * g->O * g->Kc;
+                    for (int64_t i = 0; i < g->O * g->Kc; i++) d[i] += s[i];
+                }
+                if (gb) {
+                    float *d = fmd_data(gb);
+                    const float *s = j.gb + (size_t)p * g->O;
+                    for (int64_t i = 0; i < g->O; i++) d[i] += s[i];
+                }
+            }
+        }
+    }
+    if (j.failed) { fmd_fail("conv2d backward: out of memory for the column buffer"); goto done; }
+    rc = 0;
+    if (gx) rc = fmd_accumulate_grad(x, gx);
+    if (rc == 0 && gw) rc = fmd_accumulate_grad(w, gw);
+    if (rc == 0 && gb) rc = fmd_accumulate_grad(b, gb);
+done:
+    free(parts);
+    fmd_release(gy); fmd_release(gx); fmd_release(gw); fmd_release(gb);
+    return rc;
+}
+
+// x is (N,C,H,W), w is (O,C/groups,KH,KW), b is (O) or NULL -> (N,O,OH,OW)
+fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int groups) {
+    conv_job j = {0};
+    if (conv_geometry(x, w, b, sh, sw, ph, pw, dh, dw, groups, &j.g)) return NULL;
+    const conv_geom *g = &j.g;
+    fmd_tensor *xc = contiguous_nograd(x), *wc = xc ? contiguous_nograd(w) : NULL;
+    fmd_tensor *bc = (wc && b) ? contiguous_nograd(b) : NULL;
+    int64_t shape[4] = {g->N, g->O, g->OH, g->OW};
+    fmd_tensor *y = (wc && (bc || !b)) ? fmd_empty(4, shape) : NULL;
+    if (!y) goto fail;
+    j.x = fmd_data(xc); j.w = fmd_data(wc); j.b = bc ? fmd_data(bc) : NULL; j.y = fmd_data(y);
+    if (g->N > 0) {
+        if (g->depthwise) fmd_parallel(dw_fwd_task, &j);
+        else if (batch_parallel(g->N)) fmd_parallel(fwd_task, &j);
+        else for (int64_t n = 0; n < g->N && !j.failed; n++) fwd_sample(&j, n, 1);
+    }
+    if (j.failed) { fmd_fail("conv2d: out of memory for the column buffer"); goto fail; }
+    fmd_tensor *in[3] = {x, w, b};
+    if (fmd_needs_grad(3, in)) {
+        fmd_node *n = fmd_node_new("conv2d", conv_backward, 3, in);
+        if (!n) goto fail;
+        int64_t args[7] = {sh, sw, ph, pw, dh, dw, groups};
+        memcpy(n->iarg, args, sizeof args);
+        /* x is needed only for the weight gradient, w only for the input's */
+        n->saved[0] = fmd_alias(xc);
+        n->saved[1] = fmd_alias(wc);
+        fmd_node_attach(y, n);
+        if (!n->saved[0] || !n->saved[1]) goto fail;
+    }
+    fmd_release(xc); fmd_release(wc); fmd_release(bc);
+    return y;
+fail:
+    fmd_release(xc); fmd_release(wc); fmd_release(bc); fmd_release(y);
+    return NULL;
+}
