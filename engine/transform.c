@@ -389,8 +389,8 @@ fmd_tensor *fmd_transform_apply(const fmd_transform *tf, fmd_tensor *img, fmd_rn
         int64_t h = cur->shape[1], w = cur->shape[2];
         fmd_tensor *next = NULL;
         switch (op->kind) {
-        case FMD_TF_RESIZE:
-            next = fmd_image_resize(cur, op->h, op->w, op->pil8);
+        case FMD_TF_RESIZE:   /* same size: nothing to do (cur is ours and contiguous) */
+            next = op->h == h && op->w == w ? fmd_retain(cur) : fmd_image_resize(cur, op->h, op->w, op->pil8);
             break;
         case FMD_TF_CENTER_CROP:
         case FMD_TF_RANDOM_CROP: {
