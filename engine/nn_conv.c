@@ -104,7 +104,7 @@ static int conv_geometry(const fmd_tensor *x, const fmd_tensor *w, const fmd_ten
     g->Kc = g->Cg * g->KH * g->KW;
     g->HW = g->H * g->W; g->OHW = g->OH * g->OW;
     g->pointwise = g->KH == 1 && g->KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
-    g->depthwise = g->Cg == 1 && !g->pointwise && g->KW <= 64;
+    g->depthwise = g->Cg == 1 && !g->pointwise && g->KH <= 64 && g->KW <= 64;
     if (g->OHW > INT_MAX || g->Kc > INT_MAX || g->O > INT_MAX)
         return fmd_fail("conv2d: input %s with weight %s is too large for a BLAS call", a, c);
     return 0;
@@ -344,15 +344,121 @@ static void dw_plane_bwd(const conv_geom *g, const float *restrict gy, const flo
     }
 }
 
+/* Stride 1 (the separable convs of Xception): on a zero-padded copy of the
+ * plane, laid out at the padded width Wp, output pixel i = oy*Wp + ox reads
+ * tap (kh, kw) at i + kh*dh*Wp + kw*dw, so each tap is one long axpy over
+ * the whole plane instead of a short one per row (columns ox >= OW of the
+ * Wp-wide layout are junk and never copied out). */
+static int64_t dw1_span(const conv_geom *g) { return (g->OH - 1) * (g->W + 2 * g->pw) + g->OW; }
+
+/* pad (Hp,Wp) = x (H,W) with a zero border */
+static void dw1_pad(const conv_geom *g, const float *x, float *pad) {
+    const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph;
+    memset(pad, 0, (size_t)(g->ph * Wp) * sizeof *pad);
+    memset(pad + (g->ph + g->H) * Wp, 0, (size_t)((Hp - g->ph - g->H) * Wp) * sizeof *pad);
+    for (int64_t iy = 0; iy < g->H; iy++) {
+        float *r = pad + (iy + g->ph) * Wp;
+        memset(r, 0, (size_t)g->pw * sizeof *r);
+        memcpy(r + g->pw, x + iy * g->W, (size_t)g->W * sizeof *r);
+        memset(r + g->pw + g->W, 0, (size_t)g->pw * sizeof *r);
+    }
+}
+
+/* 16 partial sums so that the reduction vectorises without -ffast-math */
+static inline float dot16(const float *restrict a, const float *restrict b, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
+    float s = 0;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+// x plane (H,W) -> y plane (OH,OW); scratch: pad (Hp*Wp), acc (span)
+FMD_SIMD_CLONES
+static void dw1_plane_fwd(const conv_geom *g, const float *restrict x, const float *restrict k, float bias,
+                          float *restrict y, float *restrict pad, float *restrict acc) {
+    const int64_t Wp = g->W + 2 * g->pw, n = dw1_span(g), dw = g->dw;
+    dw1_pad(g, x, pad);
+    for (int64_t i = 0; i < n; i++) acc[i] = bias;
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+        const float *restrict src = pad + kh * g->dh * Wp;
+        const float *kr = k + kh * g->KW;
+        if (g->KW == 3) {   /* the common case: one pass per kernel row */
+            const float w0 = kr[0], w1 = kr[1], w2 = kr[2];
+            for (int64_t i = 0; i < n; i++) acc[i] += w0 * src[i] + w1 * src[i + dw] + w2 * src[i + 2 * dw];
+        } else {
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                const float wv = kr[kw], *restrict s = src + kw * dw;
+                for (int64_t i = 0; i < n; i++) acc[i] += wv * s[i];
+            }
+        }
+    }
+    for (int64_t oy = 0; oy < g->OH; oy++) memcpy(y + oy * g->OW, acc + oy * Wp, (size_t)g->OW * sizeof *y);
+}
+
+// gy plane (OH,OW) -> gx plane (H,W) += k^T gy (when gx); gk[tap] += gy . x
+// shifted (when gk). scratch: pad, gpad (Hp*Wp each), gyp (span)
+FMD_SIMD_CLONES
+static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const float *restrict x,
+                          const float *restrict k, float *restrict gx, float *restrict gk, float *restrict pad,
+                          float *restrict gpad, float *restrict gyp) {
+    const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph, n = dw1_span(g), dw = g->dw;
+    /* gy at the padded width, junk columns zero so they contribute nothing */
+    for (int64_t oy = 0; oy < g->OH; oy++) {
+        memcpy(gyp + oy * Wp, gy + oy * g->OW, (size_t)g->OW * sizeof *gyp);
+        if (oy + 1 < g->OH) memset(gyp + oy * Wp + g->OW, 0, (size_t)(Wp - g->OW) * sizeof *gyp);
+    }
+    if (gk) {
+        dw1_pad(g, x, pad);
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++)
+                gk[kh * g->KW + kw] += dot16(gyp, pad + kh * g->dh * Wp + kw * dw, n);
+    }
+    if (gx) {
+        memset(gpad, 0, (size_t)(Hp * Wp) * sizeof *gpad);
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            float *restrict dst = gpad + kh * g->dh * Wp;
+            const float *kr = k + kh * g->KW;
+            if (g->KW == 3 && dw == 1 && n >= 2) {   /* gather form: each gpad element once per kernel row */
+                const float w0 = kr[0], w1 = kr[1], w2 = kr[2];
+                dst[0] += w0 * gyp[0];
+                dst[1] += w0 * gyp[1] + w1 * gyp[0];
+                for (int64_t i = 2; i < n; i++) dst[i] += w0 * gyp[i] + w1 * gyp[i - 1] + w2 * gyp[i - 2];
+                dst[n] += w1 * gyp[n - 1] + w2 * gyp[n - 2];
+                dst[n + 1] += w2 * gyp[n - 1];
+            } else {
+                for (int64_t kw = 0; kw < g->KW; kw++) {
+                    const float wv = kr[kw];
+                    float *restrict d = dst + kw * dw;
+                    for (int64_t i = 0; i < n; i++) d[i] += wv * gyp[i];
+                }
+            }
+        }
+        for (int64_t iy = 0; iy < g->H; iy++) {
+            const float *restrict r = gpad + (iy + g->ph) * Wp + g->pw;
+            float *restrict o = gx + iy * g->W;
+            for (int64_t ix = 0; ix < g->W; ix++) o[ix] += r[ix];
+        }
+    }
+}
+
 static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
     conv_job *j = p;
     const conv_geom *g = &j->g;
-    int64_t b, e;
+    int64_t b, e, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
     fmd_split(g->N * g->O, ith, nth, &b, &e);
+    int s1 = g->sh == 1 && g->sw == 1;
+    float *buf = NULL;
+    if (s1 && b < e && !(buf = scratch(0, (size_t)(padn + dw1_span(g))))) { j->failed = 1; return; }
     for (int64_t pl = b; pl < e; pl++) {
         int64_t n = pl / g->O, o = pl % g->O, c = o / g->Og;
-        dw_plane_fwd(g, j->x + (n * g->C + c) * g->HW, j->w + o * g->Kc, j->b ? j->b[o] : 0.0f,
-                     j->y + pl * g->OHW);
+        const float *x = j->x + (n * g->C + c) * g->HW;
+        float bias = j->b ? j->b[o] : 0.0f;
+        if (s1) dw1_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, buf + padn);
+        else dw_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW);
     }
 }
 
@@ -361,27 +467,33 @@ static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
 static void dw_bwd_task(void *p, int ith, int nth) {
     conv_job *j = p;
     const conv_geom *g = &j->g;
-    int64_t b, e, ntap = g->KH * g->KW;
+    int64_t b, e, ntap = g->KH * g->KW, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
     fmd_split(g->C, ith, nth, &b, &e);
-    float *acc = NULL;
-    if (j->gw && b < e && !(acc = scratch(0, (size_t)(ntap * g->OW)))) { j->failed = 1; return; }
+    int s1 = g->sh == 1 && g->sw == 1;
+    float *buf = NULL, gk[64 * 64];
+    size_t need = s1 ? (size_t)(2 * padn + dw1_span(g)) : (size_t)(ntap * g->OW);
+    if (b < e && (s1 || j->gw) && !(buf = scratch(0, need))) { j->failed = 1; return; }
     for (int64_t c = b; c < e; c++)
         for (int64_t m = 0; m < g->Og; m++) {
             int64_t o = c * g->Og + m;
+            float *acc = !s1 && j->gw ? buf : NULL;
             if (acc) memset(acc, 0, (size_t)(ntap * g->OW) * sizeof *acc);
+            memset(gk, 0, (size_t)ntap * sizeof *gk);
             float bsum = 0;
             for (int64_t n = 0; n < g->N; n++) {
-                const float *gy = j->gy + (n * g->O + o) * g->OHW;
-                dw_plane_bwd(g, gy, j->x + (n * g->C + c) * g->HW, j->w + o * ntap,
-                             j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, acc);
+                const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x + (n * g->C + c) * g->HW;
+                float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL;
+                if (s1) dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, j->gw ? gk : NULL, buf, buf + padn, buf + 2 * padn);
+                else dw_plane_bwd(g, gy, x, j->w + o * ntap, gx, acc);
                 if (j->gb) for (int64_t i = 0; i < g->OHW; i++) bsum += gy[i];
             }
-            if (acc)
+            if (j->gw) {
                 for (int64_t t = 0; t < ntap; t++) {
-                    float s = 0;
-                    for (int64_t ox = 0; ox < g->OW; ox++) s += acc[t * g->OW + ox];
+                    float s = gk[t];
+                    if (acc) for (int64_t ox = 0; ox < g->OW; ox++) s += acc[t * g->OW + ox];
                     j->gw[o * ntap + t] = s;
                 }
+            }
             if (j->gb) j->gb[o] = bsum;
         }
 }
