@@ -372,4 +372,14 @@ int fmd_safetensors_load(const char *path, fmd_tensor_dict *out);
  * Both loaders overwrite *out; on error it is left empty. See docs/formats.md. */
 int fmd_pth_load(const char *path, fmd_tensor_dict *out);
 
+/* --- optimizer kernels (engine/optim.c) --- */
+/* In-place updates with PyTorch 1.13's rules on n contiguous floats each (no
+ * autograd). SGD: buf is the momentum buffer (NULL when momentum is 0);
+ * first = 1 on a parameter's first step sets buf = grad (+ wd * p). Adam:
+ * step is the 1-based count of this update; vmax != NULL means amsgrad. */
+int fmd_sgd_step(float *p, const float *g, float *buf, int64_t n, double lr, double momentum,
+                 double dampening, int nesterov, double weight_decay, int first);
+int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int64_t n, int64_t step,
+                  double lr, double beta1, double beta2, double eps, double weight_decay);
+
 #endif
