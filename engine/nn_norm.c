@@ -1,0 +1,218 @@
+/* nn_norm.c - batch normalisation, forward and backward.
+ *
+ * x is (N,C) or (N,C,*) (normally (N,C,H,W)); weight, bias, running_mean and
+ * running_var are (C) or NULL. Per channel c, over its M = N * (H*W) values:
+ *   training: mean, var = batch mean and biased variance; running stats are
+ *             updated in place like PyTorch:
+ *               running_mean = (1 - momentum) running_mean + momentum mean
+ *               running_var  = (1 - momentum) running_var  + momentum var * M/(M-1)
+ *   eval:     mean, var = running_mean, running_var
+ *   y = (x - mean) / sqrt(var + eps) * weight + bias
+ * Backward (xhat = (x - mean) * invstd, w = weight or 1):
+ *   gbias = sum gy, gweight = sum gy xhat
+ *   training: gx = w invstd (gy - gbias/M - xhat gweight/M)
+ *   eval:     gx = w invstd gy   (the statistics are constants)
+ * Channels are independent, so both passes split channels over the pool and
+ * every thread writes only its own channels (output, stats, gradients).
+ * Sums run in double, and the variance is a second pass over (x - mean)^2,
+ * so large planes and large means do not lose precision. */
+#include "fmd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t N, C, S;     /* x viewed as (N, C, S) */
+    int training;
+    float *mean, *invstd;   /* (C): the statistics the forward used */
+} bn_ctx;
+
+static float vec_at(const fmd_tensor *t, int64_t i) { return fmd_data(t)[i * t->stride[0]]; }
+
+/* contiguous copy without recording a graph node */
+static fmd_tensor *plain_contiguous(fmd_tensor *t) {
+    if (fmd_is_contiguous(t)) return fmd_retain(t);
+    fmd_tensor *c = fmd_empty(t->ndim, t->shape);
+    if (c && fmd_copy_(c, t)) { fmd_release(c); return NULL; }
+    return c;
+}
+
+/* ----------------------------------------------------------------- forward */
+typedef struct {
+    const bn_ctx *g;
+    const float *x;
+    float *y;
+    fmd_tensor *weight, *bias, *rmean, *rvar;
+    float momentum, eps;
+} bn_fwd_job;
+
+static void bn_fwd_task(void *p, int ith, int nth) {
+    bn_fwd_job *j = p;
+    const bn_ctx *g = j->g;
+    int64_t c0, c1, N = g->N, C = g->C, S = g->S, M = N * S;
+    fmd_split(C, ith, nth, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        double mean, invstd;
+        if (g->training) {
+            double s = 0, ss = 0;
+            for (int64_t n = 0; n < N; n++) {
+                const float *xp = j->x + (n * C + c) * S;
+                for (int64_t i = 0; i < S; i++) s += xp[i];
+            }
+            mean = s / (double)M;
+            for (int64_t n = 0; n < N; n++) {
+                const float *xp = j->x + (n * C + c) * S;
+                for (int64_t i = 0; i < S; i++) { double d = xp[i] - mean; ss += d * d; }
+            }
+            double var = ss / (double)M;
+            invstd = 1.0 / sqrt(var + j->eps);
+            if (j->rmean) {
+                float *rm = fmd_data(j->rmean) + c * j->rmean->stride[0];
+                *rm = (float)((1.0 - j->momentum) * *rm + j->momentum * mean);
+            }
+            if (j->rvar) {
+                float *rv = fmd_data(j->rvar) + c * j->rvar->stride[0];
+                *rv = (float)((1.0 - j->momentum) * *rv + j->momentum * ss / (double)(M - 1));
+            }
+        } else {
+            mean = vec_at(j->rmean, c);
+            invstd = 1.0 / sqrt((double)vec_at(j->rvar, c) + j->eps);
+        }
+        g->mean[c] = (float)mean;
+        g->invstd[c] = (float)invstd;
+        /* y = x * a + shift with a = invstd * w, shift = b - mean * a */
+        double a = invstd * (j->weight ? vec_at(j->weight, c) : 1.0f);
+        float af = (float)a, shift = (float)((j->bias ? vec_at(j->bias, c) : 0.0f) - mean * a);
+        for (int64_t n = 0; n < N; n++) {
+            const float *xp = j->x + (n * C + c) * S;
+            float *yp = j->y + (n * C + c) * S;
+            for (int64_t i = 0; i < S; i++) yp[i] = xp[i] * af + shift;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- backward */
+typedef struct {
+    const bn_ctx *g;
+    const float *x, *gy;
+    fmd_tensor *weight;
+    float *gx, *gw, *gb;   /* any may be NULL */
+} bn_bwd_job;
+
+static void bn_bwd_task(void *p, int ith, int nth) {
+    bn_bwd_job *j = p;
+    const bn_ctx *g = j->g;
+    int64_t c0, c1, N = g->N, C = g->C, S = g->S, M = N * S;
+    fmd_split(C, ith, nth, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        float mean = g->mean[c], invstd = g->invstd[c];
+        double sg = 0, sgx = 0;   /* sum gy, sum gy * (x - mean) */
+        for (int64_t n = 0; n < N; n++) {
+            const float *xp = j->x + (n * C + c) * S, *gp = j->gy + (n * C + c) * S;
+            for (int64_t i = 0; i < S; i++) { sg += gp[i]; sgx += (double)gp[i] * (xp[i] - mean); }
+        }
+        if (j->gb) j->gb[c] = (float)sg;
+        if (j->gw) j->gw[c] = (float)(sgx * invstd);
+        if (!j->gx) continue;
+        float w = j->weight ? vec_at(j->weight, c) : 1.0f;
+        float k = w * invstd;
+        if (g->training) {
+            /* gx = k (gy - sg/M - (x - mean) invstd^2 sgx/M) */
+            float mg = (float)(sg / (double)M), cx = (float)(sgx / (double)M * invstd * invstd);
+            for (int64_t n = 0; n < N; n++) {
+                const float *xp = j->x + (n * C + c) * S, *gp = j->gy + (n * C + c) * S;
+                float *op = j->gx + (n * C + c) * S;
+                for (int64_t i = 0; i < S; i++) op[i] = k * (gp[i] - mg - (xp[i] - mean) * cx);
+            }
+        } else {
+            for (int64_t n = 0; n < N; n++) {
+                const float *gp = j->gy + (n * C + c) * S;
+                float *op = j->gx + (n * C + c) * S;
+                for (int64_t i = 0; i < S; i++) op[i] = k * gp[i];
+            }
+        }
+    }
+}
+
+static void run_channels(fmd_task_fn fn, void *job, int64_t numel) {
+    if (numel >= (1 << 15)) fmd_parallel(fn, job);
+    else fn(job, 0, 1);
+}
+
+static int bn_backward(fmd_node *nd, fmd_tensor *gy) {
+    bn_ctx *g = nd->ctx;
+    fmd_tensor *x = nd->inputs[0], *w = nd->inputs[1], *b = nd->inputs[2];
+    int want_x = x->requires_grad, want_w = w && w->requires_grad, want_b = b && b->requires_grad;
+    fmd_tensor *gc = plain_contiguous(gy), *xc = plain_contiguous(nd->saved[0]);
+    fmd_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+    int rc = -1;
+    if (!gc || !xc) goto done;
+    if (want_x && !(gx = fmd_empty(x->ndim, x->shape))) goto done;
+    if (want_w && !(gw = fmd_empty(1, &g->C))) goto done;
+    if (want_b && !(gb = fmd_empty(1, &g->C))) goto done;
+    bn_bwd_job j = {g, fmd_data(xc), fmd_data(gc), nd->saved[1], gx ? fmd_data(gx) : NULL,
+                    gw ? fmd_data(gw) : NULL, gb ? fmd_data(gb) : NULL};
+    run_channels(bn_bwd_task, &j, fmd_numel(xc));
+    if (gx && fmd_accumulate_grad(x, gx)) goto done;
+    if (gw && fmd_accumulate_grad(w, gw)) goto done;
+    if (gb && fmd_accumulate_grad(b, gb)) goto done;
+    rc = 0;
+done:
+    fmd_release(gc); fmd_release(xc); fmd_release(gx); fmd_release(gw); fmd_release(gb);
+    return rc;
+}
+
+static int check_vec(const char *what, const fmd_tensor *t, const fmd_tensor *x) {
+    if (!t || (t->ndim == 1 && t->shape[0] == x->shape[1])) return 0;
+    char a[128], b[128];
+    return fmd_fail("batch_norm: %s %s should be [%lld] (one per channel of input %s)", what,
+                    fmd_shape_str(a, sizeof a, t->ndim, t->shape), (long long)x->shape[1],
+                    fmd_shape_str(b, sizeof b, x->ndim, x->shape));
+}
+
+// x is (N,C) or (N,C,H,W) (any (N,C,*)); weight, bias, running_* are (C) or NULL
+fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                           fmd_tensor *running_var, int training, float momentum, float eps) {
+    char a[128];
+    if (!x) return fmd_fail_null("batch_norm: input is required");
+    if (x->ndim < 2)
+        return fmd_fail_null("batch_norm: input must be (N,C) or (N,C,H,W), got %s",
+                             fmd_shape_str(a, sizeof a, x->ndim, x->shape));
+    if (check_vec("weight", weight, x) || check_vec("bias", bias, x) || check_vec("running_mean", running_mean, x) ||
+        check_vec("running_var", running_var, x))
+        return NULL;
+    if (!running_mean != !running_var)
+        return fmd_fail_null("batch_norm: running_mean and running_var must be given together");
+    if (!(eps >= 0) || !isfinite(eps)) return fmd_fail_null("batch_norm: eps %g must be a finite number >= 0", eps);
+    if (!isfinite(momentum)) return fmd_fail_null("batch_norm: momentum %g must be finite", momentum);
+    if (!training && !running_mean)
+        return fmd_fail_null("batch_norm: eval mode (training = false) needs running_mean and running_var");
+    int64_t N = x->shape[0], C = x->shape[1], S = 1;
+    for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
+    if (training && N * S <= 1)
+        return fmd_fail_null("batch_norm: expected more than 1 value per channel when training, got input %s",
+                             fmd_shape_str(a, sizeof a, x->ndim, x->shape));
+    bn_ctx *g = malloc(sizeof *g + 2 * (size_t)(C > 0 ? C : 1) * sizeof(float));
+    if (!g) return fmd_fail_null("batch_norm: out of memory");
+    g->N = N; g->C = C; g->S = S; g->training = training ? 1 : 0;
+    g->mean = (float *)(g + 1);
+    g->invstd = g->mean + C;
+    fmd_tensor *xc = plain_contiguous(x), *y = xc ? fmd_empty(x->ndim, x->shape) : NULL;
+    if (!y) { fmd_release(xc); free(g); return NULL; }
+    bn_fwd_job j = {g, fmd_data(xc), fmd_data(y), weight, bias, running_mean, running_var, momentum, eps};
+    run_channels(bn_fwd_task, &j, fmd_numel(xc));
+    fmd_release(xc);
+    fmd_tensor *ins[3] = {x, weight, bias};
+    if (fmd_needs_grad(3, ins)) {
+        fmd_node *n = fmd_node_new("batch_norm", bn_backward, 3, ins);
+        if (!n) { fmd_release(y); free(g); return NULL; }
+        n->ctx = g;
+        n->saved[0] = fmd_alias(x);
+        n->saved[1] = weight ? fmd_alias(weight) : NULL;
+        fmd_node_attach(y, n);
+    } else {
+        free(g);
+    }
+    return y;
+}
