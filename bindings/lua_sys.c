@@ -79,7 +79,7 @@ static int l_listdir(lua_State *L) {
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp);
+    if (n > 1) qsort(names, n, sizeof *names, cmp);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushstring(L, names[i]);
