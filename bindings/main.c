@@ -93,7 +93,7 @@ static void set_paths(lua_State *L) {
         }
     }
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "./?.lua;./?/init.lua;%s/?.lua;%s/?/init.lua;./models/?.lua", lib, lib);
+    lua_pushfstring(L, "./?.lua;./?/init.lua;%s/?.lua;%s/?/init.lua", lib, lib);
     lua_setfield(L, -2, "path");
     lua_pushstring(L, lib);
     lua_setfield(L, -2, "fmd_lib");
