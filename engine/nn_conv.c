@@ -4,9 +4,10 @@
  * is (N,O,OH,OW) with OH = (H + 2ph - dh*(KH-1) - 1) / sh + 1 (same for W).
  *
  * Three kernels:
- *  - general: per sample and group, im2col into a per-thread scratch buffer
- *    (rows = (c, kh, kw), columns = output pixels) and one GEMM
- *    (O/g x C/g*KH*KW) @ (C/g*KH*KW x OH*OW) straight into the output.
+ *  - general: per sample, group and tile of output pixels, im2col into a
+ *    per-thread scratch buffer (rows = (c, kh, kw), columns = pixels of the
+ *    tile) and one GEMM (O/g x C/g*KH*KW) @ (C/g*KH*KW x tile) straight into
+ *    the output.
  *  - pointwise (1x1, stride 1, pad 0): the input plane already is the column
  *    matrix, so the GEMM reads x directly.
  *  - depthwise (C/groups == 1: each output channel reads one input channel):
@@ -111,69 +112,68 @@ static int conv_geometry(const fmd_tensor *x, const fmd_tensor *w, const fmd_ten
 }
 
 /* ------------------------------------------------------- im2col, col2im */
-/* x is (Cg,H,W) of one sample and group; col is (Cg*KH*KW, OH*OW). Fills the
- * rows of channels [c0, c1); zero where the kernel reads padding. */
-static void im2col(const conv_geom *g, const float *x, float *col, int64_t c0, int64_t c1) {
-    const int64_t W = g->W, OW = g->OW;
-    for (int64_t c = c0; c < c1; c++)
-        for (int64_t kh = 0; kh < g->KH; kh++)
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                float *dst = col + ((c * g->KH + kh) * g->KW + kw) * g->OHW;
-                const float *src = x + c * g->HW;
-                int64_t xoff = kw * g->dw - g->pw, lo, hi;
-                valid_range(xoff, g->sw, W, OW, &lo, &hi);
-                for (int64_t oy = 0; oy < g->OH; oy++) {
-                    float *d = dst + oy * OW;
-                    int64_t iy = oy * g->sh - g->ph + kh * g->dh;
-                    if (iy < 0 || iy >= g->H) { memset(d, 0, (size_t)OW * sizeof *d); continue; }
-                    const float *row = src + iy * W;
-                    if (lo > 0) memset(d, 0, (size_t)lo * sizeof *d);
-                    if (g->sw == 1) memcpy(d + lo, row + lo + xoff, (size_t)(hi - lo) * sizeof *d);
-                    else for (int64_t ox = lo; ox < hi; ox++) d[ox] = row[ox * g->sw + xoff];
-                    if (hi < OW) memset(d + hi, 0, (size_t)(OW - hi) * sizeof *d);
-                }
-            }
+/* The column matrix of a sample is built one tile of output pixels
+ * [p0, p1) at a time: col is (Cg*KH*KW, p1-p0), small enough to stay in L2
+ * while the GEMM reads it (a whole 7x7 conv1 column matrix of a 256x256
+ * image is 37 MB). */
+#define TILE_FLOATS (96 * 1024)   /* ~384 KB of columns per tile */
+
+static int64_t tile_pixels(const conv_geom *g) {
+    int64_t nb = TILE_FLOATS / g->Kc;
+    if (nb < 256) nb = 256;
+    if (nb >= g->OHW) return g->OHW;
+    return nb;
 }
 
-/* the adjoint of im2col: x (Cg,H,W) += col scattered back, channels [c0, c1) */
-static void col2im(const conv_geom *g, const float *col, float *x, int64_t c0, int64_t c1) {
-    const int64_t W = g->W, OW = g->OW;
+/* x is (Cg,H,W) of one sample and group; fills rows of channels [c0, c1) of
+ * col (Cg*KH*KW, p1-p0) for output pixels [p0, p1); zeros where the kernel
+ * reads padding. adjoint: x += col scattered back instead (col2im). */
+static void im2col(const conv_geom *g, float *x, float *col, int64_t c0, int64_t c1, int64_t p0, int64_t p1,
+                   int adjoint) {
+    const int64_t W = g->W, OW = g->OW, ld = p1 - p0, oy0 = p0 / OW, oy1 = (p1 - 1) / OW;
+    const int s = g->sw;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t kh = 0; kh < g->KH; kh++)
             for (int64_t kw = 0; kw < g->KW; kw++) {
-                const float *src = col + ((c * g->KH + kh) * g->KW + kw) * g->OHW;
-                float *dst = x + c * g->HW;
+                float *dst = col + ((c * g->KH + kh) * g->KW + kw) * ld - p0;   /* indexed by pixel */
+                float *plane = x + c * g->HW;
                 int64_t xoff = kw * g->dw - g->pw, lo, hi;
-                valid_range(xoff, g->sw, W, OW, &lo, &hi);
-                for (int64_t oy = 0; oy < g->OH; oy++) {
+                valid_range(xoff, s, W, OW, &lo, &hi);
+                for (int64_t oy = oy0; oy <= oy1; oy++) {
+                    int64_t a = oy == oy0 ? p0 - oy * OW : 0, b = oy == oy1 ? p1 - oy * OW : OW;
+                    int64_t va = lo > a ? lo : a, vb = hi < b ? hi : b;
                     int64_t iy = oy * g->sh - g->ph + kh * g->dh;
-                    if (iy < 0 || iy >= g->H) continue;
-                    const float *s = src + oy * OW;
-                    float *row = dst + iy * W;
-                    if (g->sw == 1) {
-                        float *r = row + xoff;
-                        for (int64_t ox = lo; ox < hi; ox++) r[ox] += s[ox];
-                    } else {
-                        for (int64_t ox = lo; ox < hi; ox++) row[ox * g->sw + xoff] += s[ox];
+                    float *d = dst + oy * OW, *row = plane + iy * W;
+                    if (iy < 0 || iy >= g->H || va >= vb) {
+                        if (!adjoint) memset(d + a, 0, (size_t)(b - a) * sizeof *d);
+                        continue;
                     }
+                    if (adjoint) {
+                        if (s == 1) for (int64_t ox = va; ox < vb; ox++) row[ox + xoff] += d[ox];
+                        else for (int64_t ox = va; ox < vb; ox++) row[ox * s + xoff] += d[ox];
+                        continue;
+                    }
+                    if (va > a) memset(d + a, 0, (size_t)(va - a) * sizeof *d);
+                    if (s == 1) memcpy(d + va, row + va + xoff, (size_t)(vb - va) * sizeof *d);
+                    else for (int64_t ox = va; ox < vb; ox++) d[ox] = row[ox * s + xoff];
+                    if (b > vb) memset(d + vb, 0, (size_t)(b - vb) * sizeof *d);
                 }
             }
 }
 
-typedef struct { const conv_geom *g; const float *x; float *col; int64_t n; int adjoint; } cols_job;
+typedef struct { const conv_geom *g; float *x, *col; int64_t p0, p1; int adjoint; } cols_job;
 
 static void cols_task(void *p, int ith, int nth) {
     cols_job *j = p;
     int64_t b, e;
-    fmd_split(j->n, ith, nth, &b, &e);
-    if (j->adjoint) col2im(j->g, j->col, (float *)j->x, b, e);
-    else im2col(j->g, j->x, j->col, b, e);
+    fmd_split(j->g->Cg, ith, nth, &b, &e);
+    im2col(j->g, j->x, j->col, b, e, j->p0, j->p1, j->adjoint);
 }
 
-/* im2col / col2im of one sample-group, split over channels when asked */
-static void cols(const conv_geom *g, const float *x, float *col, int adjoint, int par) {
-    cols_job j = {g, x, col, g->Cg, adjoint};
-    if (par && g->Kc * g->OHW >= (1 << 16)) fmd_parallel(cols_task, &j);
+/* im2col / col2im of one tile, split over channels when asked */
+static void cols(const conv_geom *g, const float *x, float *col, int64_t p0, int64_t p1, int adjoint, int par) {
+    cols_job j = {g, (float *)x, col, p0, p1, adjoint};
+    if (par && g->Cg > 1 && g->Kc * (p1 - p0) >= (1 << 16)) fmd_parallel(cols_task, &j);
     else cols_task(&j, 0, 1);
 }
 
@@ -193,8 +193,9 @@ typedef struct {
 /* y[n] = w * x[n] (+ b); par: this is the only sample being worked on */
 static void fwd_sample(conv_job *j, int64_t n, int par) {
     const conv_geom *g = &j->g;
+    const int64_t nb = tile_pixels(g);
     float *col = NULL;
-    if (!g->pointwise && !(col = scratch(0, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
+    if (!g->pointwise && !(col = scratch(0, (size_t)(g->Kc * nb)))) { j->failed = 1; return; }
     for (int gi = 0; gi < g->groups; gi++) {
         const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
         const float *wg = j->w + gi * g->Og * g->Kc;
@@ -207,9 +208,15 @@ static void fwd_sample(conv_job *j, int64_t n, int par) {
             }
             beta = 1;
         }
-        if (!g->pointwise) cols(g, xg, col, 0, par);
-        fmd_sgemm(0, 0, g->Og, g->OHW, g->Kc, 1.0f, wg, g->Kc, g->pointwise ? xg : col, g->OHW, beta, yg,
-                  g->OHW);
+        if (g->pointwise) {
+            fmd_sgemm(0, 0, g->Og, g->OHW, g->Kc, 1.0f, wg, g->Kc, xg, g->OHW, beta, yg, g->OHW);
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < g->OHW; p0 += nb) {   /* y[:, tile] = w_g @ col(tile) */
+            int64_t p1 = p0 + nb < g->OHW ? p0 + nb : g->OHW;
+            cols(g, xg, col, p0, p1, 0, par);
+            fmd_sgemm(0, 0, g->Og, p1 - p0, g->Kc, 1.0f, wg, g->Kc, col, p1 - p0, beta, yg + p0, g->OHW);
+        }
     }
 }
 
@@ -230,28 +237,33 @@ static int batch_parallel(int64_t N) {
 /* ------------------------------------------------------ general backward */
 static void bwd_sample(conv_job *j, int64_t n, int part, int par) {
     const conv_geom *g = &j->g;
+    const int64_t nb = tile_pixels(g);
     float *col = NULL, *dcol = NULL;
     if (!g->pointwise) {
-        if (j->gw && !(col = scratch(0, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
-        if (j->gx && !(dcol = scratch(1, (size_t)(g->Kc * g->OHW)))) { j->failed = 1; return; }
+        if (j->gw && !(col = scratch(0, (size_t)(g->Kc * nb)))) { j->failed = 1; return; }
+        if (j->gx && !(dcol = scratch(1, (size_t)(g->Kc * nb)))) { j->failed = 1; return; }
     }
     for (int gi = 0; gi < g->groups; gi++) {
         const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
         const float *wg = j->w + gi * g->Og * g->Kc;
         const float *gyg = j->gy + (n * g->O + gi * g->Og) * g->OHW;
-        if (j->gw) {   /* gw_g (Og,Kc) += gy_g (Og,OHW) @ col^T (OHW,Kc) */
-            float *gw = j->gw + (size_t)part * g->O * g->Kc + gi * g->Og * g->Kc;
-            if (!g->pointwise) cols(g, xg, col, 0, par);
-            fmd_sgemm(0, 1, g->Og, g->Kc, g->OHW, 1.0f, gyg, g->OHW, g->pointwise ? xg : col, g->OHW, 1.0f, gw,
-                      g->Kc);
-        }
-        if (j->gx) {   /* dcol (Kc,OHW) = w_g^T (Kc,Og) @ gy_g (Og,OHW), scattered back */
-            float *gxg = j->gx + (n * g->C + gi * g->Cg) * g->HW;
-            if (g->pointwise) {
-                fmd_sgemm(1, 0, g->Kc, g->OHW, g->Og, 1.0f, wg, g->Kc, gyg, g->OHW, 0.0f, gxg, g->OHW);
-            } else {
-                fmd_sgemm(1, 0, g->Kc, g->OHW, g->Og, 1.0f, wg, g->Kc, gyg, g->OHW, 0.0f, dcol, g->OHW);
-                cols(g, gxg, dcol, 1, par);
+        float *gw = j->gw ? j->gw + (size_t)part * g->O * g->Kc + gi * g->Og * g->Kc : NULL;
+        float *gxg = j->gx ? j->gx + (n * g->C + gi * g->Cg) * g->HW : NULL;
+        if (g->pointwise) {
+            /* gw_g (Og,Cg) += gy_g (Og,HW) @ x_g^T; gx_g (Cg,HW) = w_g^T @ gy_g */
+            if (gw) fmd_sgemm(0, 1, g->Og, g->Kc, g->OHW, 1.0f, gyg, g->OHW, xg, g->OHW, 1.0f, gw, g->Kc);
+            if (gxg) fmd_sgemm(1, 0, g->Kc, g->OHW, g->Og, 1.0f, wg, g->Kc, gyg, g->OHW, 0.0f, gxg, g->OHW);
+        } else {
+            for (int64_t p0 = 0; p0 < g->OHW; p0 += nb) {
+                int64_t p1 = p0 + nb < g->OHW ? p0 + nb : g->OHW, m = p1 - p0;
+                if (gw) {   /* gw_g (Og,Kc) += gy_g[:, tile] @ col(tile)^T */
+                    cols(g, xg, col, p0, p1, 0, par);
+                    fmd_sgemm(0, 1, g->Og, g->Kc, m, 1.0f, gyg + p0, g->OHW, col, m, 1.0f, gw, g->Kc);
+                }
+                if (gxg) {  /* dcol (Kc,tile) = w_g^T @ gy_g[:, tile], scattered back into gx */
+                    fmd_sgemm(1, 0, g->Kc, m, g->Og, 1.0f, wg, g->Kc, gyg + p0, g->OHW, 0.0f, dcol, m);
+                    cols(g, gxg, dcol, p0, p1, 1, par);
+                }
             }
         }
         if (j->gb) {

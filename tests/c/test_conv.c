@@ -137,6 +137,13 @@ int main(void) {
         {{1, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, "batch 1 (split GEMMs)"},
         {{1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, 1}, "batch 1 depthwise"},
         {{3, 2, 5, 5, 3, 5, 5, 1, 1, 0, 0, 1, 1, 1, 1}, "kernel covers the input"},
+        {{2, 3, 3, 3, 3, 3, 3, 1, 1, 0, 0, 1, 1, 3, 1}, "depthwise, 1x1 output"},
+        {{2, 4, 11, 9, 4, 5, 5, 1, 1, 3, 1, 2, 1, 4, 0}, "depthwise 5x5 stride 1, dilation (2,1)"},
+        {{2, 3, 6, 7, 3, 3, 3, 1, 1, 0, 2, 1, 1, 3, 1}, "depthwise pad (0,2)"},
+        /* column tiles: Kc = 576 gives 256-pixel tiles that end mid-row */
+        {{2, 64, 21, 19, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, "several column tiles"},
+        {{1, 64, 37, 23, 3, 3, 3, 2, 1, 2, 0, 2, 1, 1, 0}, "tiles, batch 1, stride/dilation"},
+        {{3, 128, 18, 17, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1}, "tiles with groups"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i].c, cases[i].name);
     fmd_set_num_threads(1);
