@@ -1,0 +1,24 @@
+-- nn.SeparableConv2d(in, out, kernel_size=1, stride=1, padding=0,
+--                    dilation=1, bias=false)
+-- Xception's separable convolution as in the PyTorch ports by Cadene and
+-- tstandley: conv1 = depthwise kernel_size conv (in -> in, groups = in),
+-- then pointwise = 1x1 conv (in -> out). The child names match those
+-- weight files: <name>.conv1.weight, <name>.pointwise.weight.
+local Module = require "fmd.nn.Module"
+local Conv2d = require "fmd.nn.Conv2d"
+local util = require "fmd.nn.util"
+
+local SeparableConv2d = Module:extend("nn.SeparableConv2d")
+
+function SeparableConv2d:__init(...)
+  local o = util.args(table.pack(...), {"in_channels", "out_channels", "kernel_size", "stride", "padding",
+    "dilation", "bias"}, "nn.SeparableConv2d")
+  local bias = o.bias and true or false
+  self.conv1 = Conv2d(o.in_channels, o.in_channels, o.kernel_size or 1, o.stride or 1, o.padding or 0,
+    o.dilation or 1, o.in_channels, bias)
+  self.pointwise = Conv2d(o.in_channels, o.out_channels, 1, 1, 0, 1, 1, bias)
+end
+
+function SeparableConv2d:forward(x) return self.pointwise(self.conv1(x)) end
+
+return SeparableConv2d
