@@ -334,15 +334,18 @@ fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */
 fmd_tensor *fmd_adaptive_avg_pool2d(fmd_tensor *x, int oh, int ow);
-/* training: batch stats, running stats updated in place (momentum, unbiased
- * var); eval: running stats. weight/bias/running_* may be NULL. */
+/* x (N,C) or (N,C,H,W). training: batch stats, running stats updated in
+ * place (momentum, unbiased var); eval: running stats (required).
+ * weight/bias/running_* are (C) or NULL. */
 fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
                            fmd_tensor *running_mean, fmd_tensor *running_var,
                            int training, float momentum, float eps);
+/* mask from the global RNG; eval or p = 0 returns x itself (retained) */
 fmd_tensor *fmd_dropout(fmd_tensor *x, float p, int training);
-fmd_tensor *fmd_softmax(fmd_tensor *x, int dim);
+fmd_tensor *fmd_softmax(fmd_tensor *x, int dim);       /* dim 0-based, < 0 from the end */
 fmd_tensor *fmd_log_softmax(fmd_tensor *x, int dim);
-/* logits (N,C), target (N) holding class ids 0..C-1 as floats; mean over N */
+/* logits (N,C), target (N) holding class ids 0..C-1 as floats; mean over N
+ * (0-dim). Bad targets are errors whose positions are 1-based (as in Lua). */
 fmd_tensor *fmd_cross_entropy(fmd_tensor *logits, fmd_tensor *target);
 fmd_tensor *fmd_mse_loss(fmd_tensor *input, fmd_tensor *target);     /* mean */
 
