@@ -32,6 +32,12 @@
 #else
 #define FMD_SIMD_CLONES
 #endif
+/* keep GCC from turning short copy loops back into libc calls */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FMD_INLINE_COPIES __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FMD_INLINE_COPIES
+#endif
 
 typedef struct {
     int64_t N, C, H, W, O, KH, KW, OH, OW;
@@ -363,16 +369,19 @@ static void dw_plane_bwd(const conv_geom *g, const float *restrict gy, const flo
  * Wp-wide layout are junk and never copied out). */
 static int64_t dw1_span(const conv_geom *g) { return (g->OH - 1) * (g->W + 2 * g->pw) + g->OW; }
 
-/* pad (Hp,Wp) = x (H,W) with a zero border */
-static void dw1_pad(const conv_geom *g, const float *x, float *pad) {
-    const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph;
-    memset(pad, 0, (size_t)(g->ph * Wp) * sizeof *pad);
-    memset(pad + (g->ph + g->H) * Wp, 0, (size_t)((Hp - g->ph - g->H) * Wp) * sizeof *pad);
+/* pad (Hp,Wp) = x (H,W) with a zero border. Plain loops, not memcpy: the
+ * rows are short (16 floats in Xception's middle flow) and inlined into the
+ * AVX2 clones they vectorise, where a libc call per row cost ~15%. */
+FMD_INLINE_COPIES static inline void dw1_pad(const conv_geom *g, const float *restrict x, float *restrict pad) {
+    const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph, W = g->W, pw = g->pw;
+    for (int64_t i = 0; i < g->ph * Wp; i++) pad[i] = 0;
+    for (int64_t i = (g->ph + g->H) * Wp; i < Hp * Wp; i++) pad[i] = 0;
     for (int64_t iy = 0; iy < g->H; iy++) {
-        float *r = pad + (iy + g->ph) * Wp;
-        memset(r, 0, (size_t)g->pw * sizeof *r);
-        memcpy(r + g->pw, x + iy * g->W, (size_t)g->W * sizeof *r);
-        memset(r + g->pw + g->W, 0, (size_t)g->pw * sizeof *r);
+        float *restrict r = pad + (iy + g->ph) * Wp;
+        const float *restrict s = x + iy * W;
+        for (int64_t i = 0; i < pw; i++) r[i] = 0;
+        for (int64_t i = 0; i < W; i++) r[pw + i] = s[i];
+        for (int64_t i = pw + W; i < Wp; i++) r[i] = 0;
     }
 }
 
@@ -389,7 +398,7 @@ static inline float dot16(const float *restrict a, const float *restrict b, int6
 }
 
 // x plane (H,W) -> y plane (OH,OW); scratch: pad (Hp*Wp), acc (span)
-FMD_SIMD_CLONES
+FMD_SIMD_CLONES FMD_INLINE_COPIES
 static void dw1_plane_fwd(const conv_geom *g, const float *restrict x, const float *restrict k, float bias,
                           float *restrict y, float *restrict pad, float *restrict acc) {
     const int64_t Wp = g->W + 2 * g->pw, n = dw1_span(g), dw = g->dw;
@@ -408,20 +417,23 @@ static void dw1_plane_fwd(const conv_geom *g, const float *restrict x, const flo
             }
         }
     }
-    for (int64_t oy = 0; oy < g->OH; oy++) memcpy(y + oy * g->OW, acc + oy * Wp, (size_t)g->OW * sizeof *y);
+    for (int64_t oy = 0; oy < g->OH; oy++)
+        for (int64_t i = 0; i < g->OW; i++) y[oy * g->OW + i] = acc[oy * Wp + i];
 }
 
-// gy plane (OH,OW) -> gx plane (H,W) += k^T gy (when gx); gk[tap] += gy . x
-// shifted (when gk). scratch: pad, gpad (Hp*Wp each), gyp (span)
-FMD_SIMD_CLONES
+// gy plane (OH,OW) -> gx plane (H,W) += k^T gy (when gx; = when gx_set);
+// gk[tap] += gy . x shifted (when gk). scratch: pad, gpad (Hp*Wp each), gyp (span)
+FMD_SIMD_CLONES FMD_INLINE_COPIES
 static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const float *restrict x,
-                          const float *restrict k, float *restrict gx, float *restrict gk, float *restrict pad,
-                          float *restrict gpad, float *restrict gyp) {
+                          const float *restrict k, float *restrict gx, int gx_set, float *restrict gk,
+                          float *restrict pad, float *restrict gpad, float *restrict gyp) {
     const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph, n = dw1_span(g), dw = g->dw;
     /* gy at the padded width, junk columns zero so they contribute nothing */
     for (int64_t oy = 0; oy < g->OH; oy++) {
-        memcpy(gyp + oy * Wp, gy + oy * g->OW, (size_t)g->OW * sizeof *gyp);
-        if (oy + 1 < g->OH) memset(gyp + oy * Wp + g->OW, 0, (size_t)(Wp - g->OW) * sizeof *gyp);
+        float *restrict d = gyp + oy * Wp;
+        const float *restrict s = gy + oy * g->OW;
+        for (int64_t i = 0; i < g->OW; i++) d[i] = s[i];
+        if (oy + 1 < g->OH) for (int64_t i = g->OW; i < Wp; i++) d[i] = 0;
     }
     if (gk) {
         dw1_pad(g, x, pad);
@@ -430,7 +442,7 @@ static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const fl
                 gk[kh * g->KW + kw] += dot16(gyp, pad + kh * g->dh * Wp + kw * dw, n);
     }
     if (gx) {
-        memset(gpad, 0, (size_t)(Hp * Wp) * sizeof *gpad);
+        for (int64_t i = 0; i < Hp * Wp; i++) gpad[i] = 0;
         for (int64_t kh = 0; kh < g->KH; kh++) {
             float *restrict dst = gpad + kh * g->dh * Wp;
             const float *kr = k + kh * g->KW;
@@ -452,7 +464,8 @@ static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const fl
         for (int64_t iy = 0; iy < g->H; iy++) {
             const float *restrict r = gpad + (iy + g->ph) * Wp + g->pw;
             float *restrict o = gx + iy * g->W;
-            for (int64_t ix = 0; ix < g->W; ix++) o[ix] += r[ix];
+            if (gx_set) for (int64_t ix = 0; ix < g->W; ix++) o[ix] = r[ix];
+            else for (int64_t ix = 0; ix < g->W; ix++) o[ix] += r[ix];
         }
     }
 }
@@ -495,7 +508,8 @@ static void dw_bwd_task(void *p, int ith, int nth) {
             for (int64_t n = 0; n < g->N; n++) {
                 const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x + (n * g->C + c) * g->HW;
                 float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL;
-                if (s1) dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, j->gw ? gk : NULL, buf, buf + padn, buf + 2 * padn);
+                if (s1) dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, j->gw ? gk : NULL, buf, buf + padn,
+                                      buf + 2 * padn);
                 else dw_plane_bwd(g, gy, x, j->w + o * ntap, gx, acc);
                 if (j->gb) for (int64_t i = 0; i < g->OHW; i++) bsum += gy[i];
             }
@@ -532,7 +546,9 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     int rc = -1;
     if (!gy) return -1;
     int64_t wshape[4] = {g->O, g->Cg, g->KH, g->KW};
-    if (need_x && !(gx = fmd_zeros(4, xs->shape))) goto done;
+    /* stride-1 depthwise sets every gx element before adding to it */
+    int gx_set = g->depthwise && g->sh == 1 && g->sw == 1;
+    if (need_x && !(gx = gx_set ? fmd_empty(4, xs->shape) : fmd_zeros(4, xs->shape))) goto done;
     if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
     if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
     j.x = fmd_data(xs); j.w = fmd_data(ws); j.gy = fmd_data(gy);
