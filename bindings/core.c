@@ -75,11 +75,11 @@ int fmd_lua_check_shape(lua_State *L, int idx, int64_t *shape) {
 }
 
 int fmd_lua_check_dim(lua_State *L, int arg, int ndim, lua_Integer d) {
-    lua_Integer n = ndim ? ndim : 1;
+    lua_Integer n = ndim ? ndim : 1, given = d;
     if (d < 0) d += n + 1;
     if (d < 1 || d > n)
         luaL_argerror(L, arg, lua_pushfstring(L, "dim %d out of range for a %d-dim tensor (1..%d or -%d..-1)",
-                                              (int)d, ndim, (int)n, (int)n));
+                                              (int)given, ndim, (int)n, (int)n));
     return (int)d - 1;
 }
 

@@ -63,6 +63,12 @@ int fmd_accumulate_grad(fmd_tensor *t, fmd_tensor *g) {
                         fmd_shape_str(a, sizeof a, g->ndim, g->shape), fmd_shape_str(b, sizeof b, t->ndim, t->shape));
     }
     if (!t->grad) {
+        /* a fresh gradient nobody else holds is kept as it is (no copy) */
+        if (g->refcount == 1 && g->storage->refcount == 1 && !g->grad_fn && !g->requires_grad &&
+            fmd_is_contiguous(g)) {
+            t->grad = fmd_retain(g);
+            return 0;
+        }
         fmd_tensor *c = fmd_empty(t->ndim, t->shape);
         if (!c || fmd_copy_(c, g)) { fmd_release(c); return -1; }
         t->grad = c;
