@@ -79,11 +79,14 @@ static void geometry_from_node(const fmd_node *n, const fmd_tensor *x, const fmd
     j->OH = g->shape[2]; j->OW = g->shape[3];
 }
 
-/* gx = zeros like x, filled by task over planes, then accumulated into x */
+/* gx like x, filled by task over planes (each zeroes its planes first),
+ * then accumulated into x */
 static int pool_backward_run(fmd_node *n, fmd_tensor *gout, fmd_task_fn task) {
     fmd_tensor *x = n->inputs[0];
     pool_job j = {0};
-    fmd_tensor *gy = fmd_contiguous(gout), *gx = gy ? fmd_zeros(x->ndim, x->shape) : NULL;
+    /* each task zeroes its own planes just before adding into them: one
+     * cache-warm pass instead of a separate memset over all of gx */
+    fmd_tensor *gy = fmd_contiguous(gout), *gx = gy ? fmd_empty(x->ndim, x->shape) : NULL;
     int rc = -1;
     if (gx) {
         geometry_from_node(n, x, gy, &j);
@@ -161,6 +164,7 @@ static void max_bwd_task(void *p, int ith, int nth) {
         const float *gy = j->gy + pl * on;
         const int32_t *idx = j->idx + pl * on;
         float *gx = j->gx + pl * j->H * j->W;
+        memset(gx, 0, (size_t)(j->H * j->W) * sizeof *gx);
         for (int64_t i = 0; i < on; i++) gx[idx[i]] += gy[i];
     }
 }
@@ -269,7 +273,10 @@ static void avg_bwd_task(void *p, int ith, int nth) {
     fmd_split(j->NC, ith, nth, &b, &e);
     float *v = b < e ? malloc((size_t)j->OW * sizeof *v) : NULL;
     if (!v) { j->failed = b < e; return; }
-    for (int64_t pl = b; pl < e; pl++) avg_plane_bwd(j, j->gy + pl * j->OH * j->OW, j->gx + pl * j->H * j->W, v);
+    for (int64_t pl = b; pl < e; pl++) {
+        memset(j->gx + pl * j->H * j->W, 0, (size_t)(j->H * j->W) * sizeof(float));
+        avg_plane_bwd(j, j->gy + pl * j->OH * j->OW, j->gx + pl * j->H * j->W, v);
+    }
     free(v);
 }
 
@@ -327,6 +334,7 @@ static void adaptive_bwd_task(void *p, int ith, int nth) {
     for (int64_t pl = b; pl < e; pl++) {
         const float *gy = j->gy + pl * j->OH * j->OW;
         float *gx = j->gx + pl * j->H * j->W;
+        memset(gx, 0, (size_t)(j->H * j->W) * sizeof *gx);
         for (int64_t oy = 0; oy < j->OH; oy++) {
             int64_t hs = ad_start(oy, j->OH, j->H), he = ad_end(oy, j->OH, j->H);
             for (int64_t ox = 0; ox < j->OW; ox++) {
