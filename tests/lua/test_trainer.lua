@@ -1,0 +1,160 @@
+-- Trainer and scripts/train.lua on a tiny learnable data set: log layout,
+-- checkpoints in safetensors, resume equals an uninterrupted run, a NaN
+-- loss stops the run and keeps the last good checkpoint, CLI errors.
+local fmd = require "fmd"
+local data = require "fmd.data"
+local nn = require "fmd.nn"
+local optim = require "fmd.optim"
+local json = require "fmd.json"
+local Trainer = require "fmd.trainer"
+
+local tmp = os.tmpname()
+os.remove(tmp)
+local function sh(cmd) assert(os.execute(cmd), cmd) end
+
+-- real images are dark, fake images bright: any model can learn it
+local function make_set(root)
+  fmd.manual_seed(5)
+  for _, part in ipairs{{"train", 12, 6}, {"val", 4, 4}, {"test", 4, 4}} do
+    for _, cls in ipairs{{"real", part[2], 0.2}, {"fake", part[3], 0.7}} do
+      local dir = ("%s/toy/%s/%s"):format(root, part[1], cls[1])
+      fmd.sys.mkdir(dir)
+      for i = 1, cls[2] do
+        fmd.save_image(("%s/%03d.png"):format(dir, i), fmd.rand(3, 32, 32) * 0.2 + cls[3])
+      end
+    end
+  end
+end
+make_set(tmp)
+
+-- a tiny model on 3x256x256 input: pool to 4x4, then linear
+local Tiny = nn.Module:extend("Tiny")
+function Tiny:__init()
+  self.pool = nn.AdaptiveAvgPool2d(4)
+  self.fc = nn.Linear(48, 2)
+end
+function Tiny:forward(x) return self.fc(self.pool(x):flatten(2)) end
+
+local function datasets()
+  local o = {data_root = tmp}
+  return data.load_dataset("toy", "train", o), data.load_dataset("toy", "val", o), data.load_dataset("toy", "test", o)
+end
+
+local RUN = {model_name = "Tiny", dataset_name = "toy", optimizer_name = "Adam", optimizer_params = {lr = 0.05}}
+
+local function trainer(dir, criterion)
+  fmd.manual_seed(3)
+  local m = Tiny()
+  local tr, va, te = datasets()
+  return Trainer.new(m, optim.Adam(m:parameters(), {lr = 0.05}), criterion or nn.CrossEntropyLoss(), 4, tr, va, te,
+    {num_workers = 1, seed = 0, print = function() end, checkpoint_dir = dir .. "/checkpoints", out_dir = dir .. "/out"})
+end
+
+test("run: learns, logs in the course layout, checkpoints in safetensors", function()
+  local dir = tmp .. "/a"
+  local t = trainer(dir)
+  t:run(3, RUN)
+  local runs = json.read_file(dir .. "/out/toy_Tiny_Adam.json")
+  expect_eq(#runs, 1)
+  local r = runs[1]
+  expect_eq(r.model, "Tiny"); expect_eq(r.dataset, "toy")
+  expect_eq(r.optimizer.name, "Adam"); expect_eq(r.optimizer.params.lr, 0.05)
+  for _, k in ipairs{"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"} do
+    expect_eq(#r[k], 3, k)
+  end
+  expect(r.train_acc[3] > 80, "train accuracy " .. r.train_acc[3])
+  expect_eq(r.test_acc[3], 100)
+  local tensors, meta = fmd.load_safetensors(dir .. "/checkpoints/toy_Tiny_Adam.safetensors")
+  expect(tensors["fc.weight"] and tensors["fc.bias"])
+  expect_eq(meta.model, "Tiny"); expect_eq(meta.dataset, "toy"); expect_eq(meta.optimizer, "Adam")
+  expect(tonumber(meta.val_acc) > 0 and tonumber(meta.epoch) >= 1)
+  -- a second run is appended to the same log
+  trainer(dir):run(1, RUN)
+  expect_eq(#json.read_file(dir .. "/out/toy_Tiny_Adam.json"), 2)
+end)
+
+test("evaluate_model_on_dataloader records no graph", function()
+  local t = trainer(tmp .. "/e")
+  local loss, acc = t:evaluate_model_on_dataloader(t.test_dataset)
+  expect(loss > 0 and acc >= 0 and acc <= 100)
+  for _, p in ipairs(t.model:parameters()) do expect(p.grad == nil) end
+end)
+
+test("resume continues a run exactly", function()
+  local full = trainer(tmp .. "/full")
+  full:run(3, RUN)
+  local part = trainer(tmp .. "/part")
+  part:run(2, RUN)
+  local resumed = trainer(tmp .. "/part")
+  resumed:resume(RUN)
+  expect_eq(resumed.epoch, 2)
+  resumed:run(3, RUN)
+  expect_near(resumed.model.fc.weight, full.model.fc.weight, 1e-6)
+  local runs = json.read_file(tmp .. "/part/out/toy_Tiny_Adam.json")
+  expect_eq(#runs, 1, "the resumed run continues its log entry")
+  expect_eq(#runs[1].val_acc, 3)
+end)
+
+test("a NaN loss stops the run and keeps the last good checkpoint", function()
+  local dir = tmp .. "/nan"
+  local calls = 0
+  local ce = nn.CrossEntropyLoss()
+  local t = trainer(dir, function(logits, labels)
+    calls = calls + 1
+    local l = ce(logits, labels)
+    if calls > 8 then return l * (0 / 0) end   -- second epoch diverges
+    return l
+  end)
+  expect_error(function() t:run(3, RUN) end, "training diverged: loss is")
+  expect(fmd.sys.is_file(dir .. "/checkpoints/toy_Tiny_Adam.safetensors"))
+  local _, meta = fmd.load_safetensors(dir .. "/checkpoints/toy_Tiny_Adam.safetensors")
+  expect_eq(tonumber(meta.epoch), 1)
+end)
+
+local exe = package.fmd_exe
+local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
+local function train_cli(args)
+  local p = io.popen(("cd %s && %s %s/scripts/train.lua %s 2>&1; echo \"exit=$?\""):format(tmp, exe,
+    here, args))
+  local out = p:read("a"); p:close()
+  return out
+end
+
+test("train.lua: bad flags and names are clear errors", function()
+  local out = train_cli("--modle SimpleNet")
+  expect(out:find("unknown flag '--modle' (did you mean --model?)", 1, true), out)
+  expect(out:find("exit=1", 1, true), out)
+  out = train_cli("-m simplenet")
+  expect(out:find("did you mean SimpleNet?", 1, true), out)
+  out = train_cli("-o adam")
+  expect(out:find("allowed: SGD, Adam", 1, true), out)
+  out = train_cli("-e zero")
+  expect(out:find("flag --epochs expects an integer, got 'zero'", 1, true), out)
+  out = train_cli("--data-root " .. tmp .. " -d nosuch")
+  expect(out:find("nosuch", 1, true) and out:find("exit=1", 1, true), out)
+  expect(train_cli("--help"):find("--batch_size, -b", 1, true))
+end)
+
+test("train.lua: a killed run resumes with --resume", function()
+  local common = ("--data-root %s -d toy -b 4 -o Adam --lr 0.05 --workers 1"):format(tmp)
+  -- a model file in the user's folder, found by name
+  fmd.sys.mkdir(tmp .. "/models")
+  local f = assert(io.open(tmp .. "/models/Tiny.lua", "w"))
+  f:write([[local nn = require "fmd.nn"
+local Tiny = nn.Module:extend("Tiny")
+function Tiny:__init() self.pool = nn.AdaptiveAvgPool2d(4); self.fc = nn.Linear(48, 2) end
+function Tiny:forward(x) return self.fc(self.pool(x):flatten(2)) end
+return Tiny
+]])
+  f:close()
+  local out = train_cli(common .. " -m Tiny -e 1")
+  expect(out:find("exit=0", 1, true), out)
+  out = train_cli(common .. " -m Tiny -e 3 --resume")
+  expect(out:find("resumed toy_Tiny_Adam after epoch 1", 1, true), out)
+  expect(out:find("Epoch 3/3", 1, true) and not out:find("Epoch 1/3", 1, true), out)
+  expect(out:find("best epoch", 1, true) and out:find("exit=0", 1, true), out)
+  local runs = json.read_file(tmp .. "/out/toy_Tiny_Adam.json")
+  expect_eq(#runs[#runs].train_loss, 3)
+end)
+
+sh("rm -rf '" .. tmp .. "'")
