@@ -7,7 +7,10 @@
 
 #include <math.h>
 
-/* below this many elements waking the pool costs more than it saves */
+/* below this many elements waking the pool costs more than it saves. (Both
+ * updates are memory-bound: Adam moves 7 floats per element, about 56 ms
+ * for SimpleNet's 16.9M parameters on the 2-core VM, where a plain sum
+ * streams ~5 GB/s.) */
 #define OPTIM_PAR_MIN (1 << 16)
 
 typedef struct {
@@ -72,28 +75,41 @@ int fmd_sgd_step(float *p, const float *g, float *buf, int64_t n, double lr, dou
  *   p -= step_size * m / (sqrt(v or vmax) / sqrt(bc2) + eps)
  * with step_size = lr / bc1, bc1 = 1 - beta1^t, bc2 = 1 - beta2^t computed
  * in double like Python does. */
-static void adam_task(void *ctx, int ith, int nth) {
-    optim_job *j = ctx;
-    int64_t b, e;
-    fmd_split(j->n, ith, nth, &b, &e);
-    float *p = j->p, *m = j->m, *v = j->v, *vmax = j->vmax;
-    const float *g = j->g;
+/* the loop with weight decay and amsgrad fixed per call, so each variant
+ * compiles to branch-free vector code */
+static inline __attribute__((always_inline)) void adam_range(const optim_job *j, int64_t b, int64_t e,
+                                                            const int wd_on, const int ams) {
+    float *restrict p = j->p, *restrict m = j->m, *restrict v = j->v, *restrict vmax = j->vmax;
+    const float *restrict g = j->g;
     const float wd = j->weight_decay, b1 = j->beta1, b2 = j->beta2;
     const float c1 = j->c1, c2 = j->c2, eps = j->eps, bc2s = j->bc2_sqrt, ss = j->step_size;
     for (int64_t i = b; i < e; i++) {
         float d = g[i];
-        if (wd != 0.0f) d = d + wd * p[i];
+        if (wd_on) d = d + wd * p[i];
         float mi = m[i] * b1 + c1 * d;
         float vi = v[i] * b2 + c2 * (d * d);
         m[i] = mi;
         v[i] = vi;
-        if (vmax) {
-            if (vi > vmax[i] || vi != vi) vmax[i] = vi;   /* torch.maximum propagates NaN */
-            vi = vmax[i];
+        if (ams) {
+            float mx = vmax[i];
+            mx = (vi > mx || vi != vi) ? vi : mx;   /* torch.maximum propagates NaN */
+            vmax[i] = mx;
+            vi = mx;
         }
         float denom = sqrtf(vi) / bc2s + eps;
         p[i] = p[i] - ss * (mi / denom);
     }
+}
+
+static void adam_task(void *ctx, int ith, int nth) {
+    optim_job *j = ctx;
+    int64_t b, e;
+    fmd_split(j->n, ith, nth, &b, &e);
+    int wd_on = j->weight_decay != 0.0f, ams = j->vmax != NULL;
+    if (wd_on && ams) adam_range(j, b, e, 1, 1);
+    else if (wd_on) adam_range(j, b, e, 1, 0);
+    else if (ams) adam_range(j, b, e, 0, 1);
+    else adam_range(j, b, e, 0, 0);
 }
 
 /* p, g, m, v (and vmax when not NULL = amsgrad) hold n floats each; step is
