@@ -11,8 +11,10 @@
  *  - pointwise (1x1, stride 1, pad 0): the input plane already is the column
  *    matrix, so the GEMM reads x directly.
  *  - depthwise (C/groups == 1: each output channel reads one input channel):
- *    direct loops over kernel taps, each a vectorisable axpy along a row;
- *    im2col+GEMM would be ~10x slower because the GEMM has K = KH*KW.
+ *    direct loops over kernel taps, each a vectorisable axpy (stride 1: one
+ *    long axpy per tap over a zero-padded copy of the plane; otherwise one
+ *    per output row); im2col+GEMM would be ~10x slower because the GEMM has
+ *    K = KH*KW.
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
