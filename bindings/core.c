@@ -5,7 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fmd_lua_error(lua_State *L) { return luaL_error(L, "%s", fmd_error()); }
+/* engine messages name the op and shapes already; no "file:line:" prefix
+ * (it would point into fmd's own Lua files, not at the user's code) */
+int fmd_lua_error(lua_State *L) {
+    lua_pushstring(L, fmd_error());
+    return lua_error(L);
+}
 
 int fmd_lua_is_tensor(lua_State *L, int idx) { return luaL_testudata(L, idx, FMD_TENSOR_MT) != NULL; }
 
