@@ -1,6 +1,7 @@
 -- Lua test runner: fmd tests/lua/run.lua FILE...
 -- A test file calls test(name, fn) for each case; inside, the helpers below
--- raise on failure. Prints one line per failure and "N passed, N failed".
+-- raise on failure; numgrad/gradcheck compare backward with finite
+-- differences. Prints one line per failure and "N passed, N failed".
 local passed, failed = 0, 0
 local current_file
 
@@ -55,6 +56,31 @@ function expect_error(fn, plain)
     error(("error '%s' does not contain '%s'"):format(err, plain), 2)
   end
   return err
+end
+
+-- central differences of scalar f at x (float32: step 1e-2, relative metric)
+function numgrad(f, x, eps)
+  local fmd = require "fmd"
+  eps = eps or 1e-2
+  local g = fmd.zeros(x:size())
+  local flat, gflat = x:view(-1), g:view(-1)
+  for i = 1, x:numel() do
+    local v = flat[i]
+    flat[i] = v + eps; local fp = fmd.no_grad(f):item()
+    flat[i] = v - eps; local fm = fmd.no_grad(f):item()
+    flat[i] = v
+    gflat[i] = (fp - fm) / (2 * eps)
+  end
+  return g
+end
+
+-- backward of scalar f() against numgrad for each input tensor
+function gradcheck(name, f, inputs, tol)
+  for _, x in ipairs(inputs) do x.grad = nil; x.requires_grad = true end
+  f():backward()
+  for k, x in ipairs(inputs) do
+    expect_near(x.grad, numgrad(f, x), tol or 1e-2, name .. " input " .. k)
+  end
 end
 
 for _, f in ipairs(arg) do

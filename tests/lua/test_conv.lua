@@ -38,28 +38,7 @@ test("forward and backward match PyTorch on every fixture", function()
   expect(n >= 15, "expected the conv fixtures, found " .. n)
 end)
 
--- central differences of scalar f at x (float32: step 1e-2, relative metric)
-local function numgrad(f, x, eps)
-  eps = eps or 1e-2
-  local g = fmd.zeros(x:size())
-  local flat, gflat = x:view(-1), g:view(-1)
-  for i = 1, x:numel() do
-    local v = flat[i]
-    flat[i] = v + eps; local fp = fmd.no_grad(f):item()
-    flat[i] = v - eps; local fm = fmd.no_grad(f):item()
-    flat[i] = v
-    gflat[i] = (fp - fm) / (2 * eps)
-  end
-  return g
-end
 
-local function gradcheck(name, f, inputs, tol)
-  for _, x in ipairs(inputs) do x.grad = nil; x.requires_grad = true end
-  f():backward()
-  for k, x in ipairs(inputs) do
-    expect_near(x.grad, numgrad(f, x), tol or 1e-2, name .. " input " .. k)
-  end
-end
 
 -- (y * r):sum() with a fixed random r, so every output position matters
 local function weighted(fn, ...)

@@ -106,20 +106,6 @@ end)
 
 -------------------------------------------------------- gradient checks
 
--- central differences of scalar f at x (float32: step 1e-2, relative metric)
-local function numgrad(f, x, eps)
-  eps = eps or 1e-2
-  local g = fmd.zeros(x:size())
-  local flat, gflat = x:view(-1), g:view(-1)
-  for i = 1, x:numel() do
-    local v = flat[i]
-    flat[i] = v + eps; local fp = fmd.no_grad(f):item()
-    flat[i] = v - eps; local fm = fmd.no_grad(f):item()
-    flat[i] = v
-    gflat[i] = (fp - fm) / (2 * eps)
-  end
-  return g
-end
 
 -- checks d(sum(m(x) * r))/d(x and every parameter) against finite differences
 local function gradcheck_module(name, m, x, extra, tol, eps)
