@@ -86,14 +86,7 @@ static int linear_backward(fmd_node *n, fmd_tensor *gy) {
         } else {
             if (!(gw = fmd_empty(2, ws->shape))) goto done;
             gemm(&G, 1, &X, 0, out, in, N, 0.0f, fmd_data(gw));
-            if (!acc) {
-                /* what fmd_accumulate_grad does for a missing .grad, minus
-                 * its copy: gw is fresh, contiguous and ours alone */
-                w->grad = gw;
-                gw = NULL;
-            } else if (fmd_accumulate_grad(w, gw)) {
-                goto done;
-            }
+            if (fmd_accumulate_grad(w, gw)) goto done;   /* keeps gw itself when .grad is empty */
         }
     }
     if (b && b->requires_grad) {           /* gb (out) = column sums of gy, in double */
