@@ -83,23 +83,37 @@ return function(fmd, C)
   mt.__tostring = format
 
   function M:float() return self end
+  -- a 1-based dim (negative from the end) of a tensor with n dims, or an error
+  local function dim_arg(what, d, n, extra)
+    local hi = n + (extra or 0)
+    if math.type(d) ~= "integer" then
+      error(("%s: dim must be an integer, got %s"):format(what, tostring(d)), 3)
+    end
+    if d < 0 then d = d + hi + 1 end
+    if d < 1 or d > hi then
+      error(("%s: dim out of range (1..%d or -%d..-1)"):format(what, hi, hi), 3)
+    end
+    return d
+  end
+
   function M:squeeze(d)
     local s = self:size()
+    if d ~= nil then d = dim_arg("squeeze", d, #s) end
     local out = {}
     for i, n in ipairs(s) do
-      if n ~= 1 or (d and i ~= (d < 0 and #s + d + 1 or d)) then out[#out + 1] = n end
+      if n ~= 1 or (d and i ~= d) then out[#out + 1] = n end
     end
     return self:reshape(out)
   end
   function M:unsqueeze(d)
     local s = self:size()
-    if d < 0 then d = #s + d + 2 end
-    table.insert(s, d, 1)
+    table.insert(s, dim_arg("unsqueeze", d, #s, 1), 1)
     return self:reshape(s)
   end
   function M:flatten(start_dim)
-    start_dim = start_dim or 1
     local s, out, n = self:size(), {}, 1
+    if #s == 0 then return self:reshape(1) end
+    start_dim = dim_arg("flatten", start_dim or 1, #s)
     for i = 1, start_dim - 1 do out[i] = s[i] end
     for i = start_dim, #s do n = n * s[i] end
     out[start_dim] = n
