@@ -22,7 +22,7 @@ local function is_array(t)
   return n == #t and (n > 0 or next(t) == nil)
 end
 
-local function number(v)
+local function number(v)   -- also json.format_number
   if v ~= v or v == math.huge or v == -math.huge then return "null" end
   if math.type(v) == "integer" then return tostring(v) end
   if v == math.floor(v) and math.abs(v) < 1e15 then return ("%.1f"):format(v) end
@@ -71,6 +71,8 @@ local function enc(v, indent, depth, out)
     error("json.encode: cannot encode a " .. t)
   end
 end
+
+json.format_number = number
 
 json.null = setmetatable({}, {__tostring = function() return "null" end})
 

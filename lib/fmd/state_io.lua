@@ -53,7 +53,7 @@ function state_io.save(path, groups, meta)
   if groups.optimizer then md.optimizer_state = json.encode(split(groups.optimizer, "", tensors)) end
   for k, v in pairs(meta or {}) do
     if type(v) == "table" then md[k] = json.encode(v)
-    elseif type(v) == "number" then md[k] = math.type(v) == "integer" and tostring(v) or ("%.17g"):format(v)
+    elseif type(v) == "number" then md[k] = json.format_number(v)
     else md[k] = tostring(v) end
   end
   fmd.save_safetensors(path, tensors, md)
