@@ -50,7 +50,7 @@ function Trainer:train_one_epoch()
   local dl = loader(self, self.train_dataset, true)
   local nb = #dl
   local bar = progress.new{total = nb, label = ("train %d"):format(self.epoch + 1), unit = "img"}
-  local print_every = math.max(1, nb // 10)
+  local print_every = math.max(1, math.ceil(nb / 10))
   local total_loss, correct, n = 0, 0, 0
   local b = 0
   for images, labels in dl:iter(self.epoch + 1) do
