@@ -83,6 +83,27 @@ function gradcheck(name, f, inputs, tol)
   end
 end
 
+-- a file of many fixture cases (write_cases in tests/fixtures/safetensors_writer.py):
+-- tensors "<case>/<name>", metadata "<case>/<key>". Returns the cases sorted
+-- by name, each {name =, tensors =, meta =}, and the same cases keyed by name.
+function load_fixture_cases(path)
+  local t, md = require("fmd").load_safetensors(path)
+  local list, by_name = {}, {}
+  local function split(key)
+    local name, rest = key:match("^([^/]+)/(.+)$")
+    if not name then error(("%s: '%s' is not <case>/<name>"):format(path, key), 3) end
+    if not by_name[name] then
+      by_name[name] = {name = name, tensors = {}, meta = {}}
+      list[#list + 1] = by_name[name]
+    end
+    return by_name[name], rest
+  end
+  for k, v in pairs(t) do local c, n = split(k); c.tensors[n] = v end
+  for k, v in pairs(md) do local c, n = split(k); c.meta[n] = v end
+  table.sort(list, function(x, y) return x.name < y.name end)
+  return list, by_name
+end
+
 for _, f in ipairs(arg) do
   current_file = f
   local chunk, err = loadfile(f)

@@ -1,9 +1,9 @@
 -- conv2d and pooling: forward and backward against PyTorch 1.13 fixtures
--- (tests/fixtures/conv, written by tests/fixtures/make_conv.py, which also
+-- (tests/fixtures/conv.safetensors, written by tests/fixtures/make_conv.py, which also
 -- holds the list of cases), finite-difference gradient checks, and the
 -- error messages for bad shapes and arguments.
 local fmd = require "fmd"
-local FIX = "tests/fixtures/conv/"
+local FIX = "tests/fixtures/conv.safetensors"
 
 local function ints(csv)
   local t = {}
@@ -17,22 +17,19 @@ local function run_op(op, t, args)
 end
 
 test("forward and backward match PyTorch on every fixture", function()
-  local files = fmd.sys.listdir(FIX)
   local n = 0
-  for _, f in ipairs(files) do
-    if f:match("%.safetensors$") then
-      n = n + 1
-      local t, md = fmd.load_safetensors(FIX .. f)
-      local args = ints(md.args)
-      local leaves = {"x", "w", "b"}
-      for _, k in ipairs(leaves) do if t[k] then t[k].requires_grad = true end end
-      local y = run_op(md.op, t, args)
-      expect_near(y, t.y, 1e-4, f .. " forward")
-      expect_eq(fmd.shape_str(y), fmd.shape_str(t.y), f .. " output shape")
-      y:backward(t.gy)
-      for _, k in ipairs(leaves) do
-        if t[k] then expect_near(t[k].grad, t["g" .. k], 1e-4, f .. " grad " .. k) end
-      end
+  for _, c in ipairs(load_fixture_cases(FIX)) do
+    n = n + 1
+    local f, t, md = c.name, c.tensors, c.meta
+    local args = ints(md.args)
+    local leaves = {"x", "w", "b"}
+    for _, k in ipairs(leaves) do if t[k] then t[k].requires_grad = true end end
+    local y = run_op(md.op, t, args)
+    expect_near(y, t.y, 1e-4, f .. " forward")
+    expect_eq(fmd.shape_str(y), fmd.shape_str(t.y), f .. " output shape")
+    y:backward(t.gy)
+    for _, k in ipairs(leaves) do
+      if t[k] then expect_near(t[k].grad, t["g" .. k], 1e-4, f .. " grad " .. k) end
     end
   end
   expect(n >= 15, "expected the conv fixtures, found " .. n)

@@ -1,11 +1,11 @@
--- fmd.nn: every module against PyTorch 1.13 (tests/fixtures/nn_modules,
+-- fmd.nn: every module against PyTorch 1.13 (tests/fixtures/nn_modules.safetensors,
 -- written by tests/fixtures/make_nn_modules.py), finite-difference gradient
 -- checks, names / state_dict / load errors / repr / hooks / train-eval,
 -- Sequential's error message, functional wrappers and init statistics.
 local fmd = require "fmd"
 local nn = require "fmd.nn"
 local F = nn.functional
-local FIX = "tests/fixtures/nn_modules/"
+local FIX = "tests/fixtures/nn_modules.safetensors"
 
 local function build(lua)
   local chunk = assert(load("return " .. lua, "=ctor", "t", {nn = nn}))
@@ -23,10 +23,10 @@ end
 
 test("every module's forward, backward and buffers match PyTorch", function()
   local n = 0
-  for _, f in ipairs(fmd.sys.listdir(FIX)) do
-    if f:match("^module_.*%.safetensors$") then
+  for _, c in ipairs(load_fixture_cases(FIX)) do
+    if c.name:match("^module_") then
       n = n + 1
-      local t, md = fmd.load_safetensors(FIX .. f)
+      local f, t, md = c.name, c.tensors, c.meta
       local m = build(md.lua)
       local sd = {}
       for k, v in pairs(t) do
@@ -81,7 +81,8 @@ function Small:forward(x)
 end
 
 test("state_dict keys, repr and eval output of a small Xception-like model match PyTorch", function()
-  local t, md = fmd.load_safetensors(FIX .. "model_small.safetensors")
+  local _, cases = load_fixture_cases(FIX)
+  local t, md = cases.model_small.tensors, cases.model_small.meta
   local m = Small()
   local want = {}
   for k in md.keys:gmatch("[^,]+") do

@@ -1,10 +1,10 @@
 -- linear, batch_norm, dropout, softmax, log_softmax, cross_entropy, mse_loss:
--- forward and backward against PyTorch 1.13 fixtures (tests/fixtures/nn_ops,
+-- forward and backward against PyTorch 1.13 fixtures (tests/fixtures/nn_ops.safetensors,
 -- written by tests/fixtures/make_nn_ops.py, which holds the list of cases),
 -- finite-difference gradient checks, dropout statistics and determinism,
 -- and the error messages.
 local fmd = require "fmd"
-local FIX = "tests/fixtures/nn_ops/"
+local FIX = "tests/fixtures/nn_ops.safetensors"
 
 local function csv(s)
   local t = {}
@@ -27,31 +27,28 @@ local LONG = {linear_wide = true, bn2d_train_offset = true}
 
 test("forward and backward match PyTorch on every fixture", function()
   local n, ops = 0, {}
-  for _, f in ipairs(fmd.sys.listdir(FIX)) do
-    if f:match("%.safetensors$") then
-      n = n + 1
-      local name = f:gsub("%.safetensors$", "")
-      local t, md = fmd.load_safetensors(FIX .. f)
-      ops[md.op] = true
-      local tol = LONG[name] and 1e-3 or 1e-4
-      local leaves = {"x", "w", "b"}
-      if md.op == "mse_loss" then leaves[#leaves + 1] = "t" end
-      for _, k in ipairs(leaves) do if t[k] then t[k].requires_grad = true end end
-      local y = run_op(md.op, t, csv(md.args))
-      if y:dim() == 0 then
-        -- the fixture writer stores 0-dim losses (and their gy) as [1]
-        t.y, t.gy = t.y:view({}), t.gy:view({})
-      end
-      expect_eq(fmd.shape_str(y), fmd.shape_str(t.y), name .. " output shape")
-      expect_near(y, t.y, tol, name .. " forward")
-      if t.running_mean then
-        expect_near(t.running_mean, t.running_mean_out, 1e-5, name .. " running_mean")
-        expect_near(t.running_var, t.running_var_out, 1e-5, name .. " running_var")
-      end
-      y:backward(t.gy)
-      for _, k in ipairs(leaves) do
-        if t[k] then expect_near(t[k].grad, t["g" .. k], tol, name .. " grad " .. k) end
-      end
+  for _, c in ipairs(load_fixture_cases(FIX)) do
+    n = n + 1
+    local name, t, md = c.name, c.tensors, c.meta
+    ops[md.op] = true
+    local tol = LONG[name] and 1e-3 or 1e-4
+    local leaves = {"x", "w", "b"}
+    if md.op == "mse_loss" then leaves[#leaves + 1] = "t" end
+    for _, k in ipairs(leaves) do if t[k] then t[k].requires_grad = true end end
+    local y = run_op(md.op, t, csv(md.args))
+    if y:dim() == 0 then
+      -- 0-dim losses; view({}) also accepts the [1] shape older fixture writers used
+      t.y, t.gy = t.y:view({}), t.gy:view({})
+    end
+    expect_eq(fmd.shape_str(y), fmd.shape_str(t.y), name .. " output shape")
+    expect_near(y, t.y, tol, name .. " forward")
+    if t.running_mean then
+      expect_near(t.running_mean, t.running_mean_out, 1e-5, name .. " running_mean")
+      expect_near(t.running_var, t.running_var_out, 1e-5, name .. " running_var")
+    end
+    y:backward(t.gy)
+    for _, k in ipairs(leaves) do
+      if t[k] then expect_near(t[k].grad, t["g" .. k], tol, name .. " grad " .. k) end
     end
   end
   expect(n >= 24, "expected the nn_ops fixtures, found " .. n)

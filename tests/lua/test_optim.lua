@@ -1,5 +1,5 @@
 -- fmd.optim: SGD and Adam trajectories against PyTorch 1.13 (three steps on
--- a small conv net, tests/fixtures/nn_modules/optim_*.safetensors from
+-- a small conv net, the optim_* cases of tests/fixtures/nn_modules.safetensors from
 -- make_nn_modules.py), hand-computed updates, the multi-threaded kernel path,
 -- resuming through a checkpoint file, and option errors.
 local fmd = require "fmd"
@@ -7,7 +7,7 @@ local nn = require "fmd.nn"
 local optim = require "fmd.optim"
 local state_io = require "fmd.state_io"
 local F = nn.functional
-local FIX = "tests/fixtures/nn_modules/"
+local FIX = "tests/fixtures/nn_modules.safetensors"
 
 local function small_net()
   return nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1, 1, 1, false), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -24,10 +24,10 @@ end
 
 test("SGD and Adam trajectories match PyTorch over three steps", function()
   local n = 0
-  for _, f in ipairs(fmd.sys.listdir(FIX)) do
-    if f:match("^optim_.*%.safetensors$") then
+  for _, c in ipairs(load_fixture_cases(FIX)) do
+    if c.name:match("^optim_") then
       n = n + 1
-      local t, md = fmd.load_safetensors(FIX .. f)
+      local f, t, md = c.name, c.tensors, c.meta
       local net = small_net()
       net:load_state_dict(prefixed(t, "p0."))
       net:train()
