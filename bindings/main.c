@@ -44,6 +44,28 @@ static int msghandler(lua_State *L) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
+    /* error(msg, 0) carries no "file:line:" position: that is a user's
+       mistake reported in one line; a traceback only helps with bugs
+       (FMD_TRACEBACK=1 shows it anyway) */
+    const char *colon = strchr(msg, ':');
+    int positioned = colon && colon[1] >= '0' && colon[1] <= '9';
+    const char *tb = getenv("FMD_TRACEBACK");
+    if (!positioned && !(tb && *tb && strcmp(tb, "0") != 0)) {
+        /* an engine error (raised by a C function other than error/assert)
+           also says where in the user's code it happened */
+        lua_Debug ar;
+        if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sn", &ar) && ar.what[0] == 'C' &&
+            !(ar.name && (strcmp(ar.name, "error") == 0 || strcmp(ar.name, "assert") == 0))) {
+            for (int level = 2; lua_getstack(L, level, &ar); level++) {
+                lua_getinfo(L, "Sl", &ar);
+                if (ar.currentline > 0 && !strstr(ar.short_src, "/lib/fmd/")) {
+                    lua_pushfstring(L, "%s (at %s:%d)", msg, ar.short_src, ar.currentline);
+                    break;
+                }
+            }
+        }
+        return 1;
+    }
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
