@@ -1,0 +1,174 @@
+-- What the course's analysis scripts share: their flags, loading a model
+-- with its checkpoint (checked), running it over a split, figure names.
+--
+--   local analysis = require "fmd.analysis"
+--   local opts = analysis.parse(arg, {name = "scripts/x.lua", description = "...", checkpoint = true})
+--   local model, meta = analysis.load_model(opts.model, opts.checkpoint_path)
+--   local out = analysis.run(model, analysis.dataset(opts, "test"))   -- logits, labels
+--   analysis.figure(opts, "roc_curve")   --> figures/<dataset>_<model>_roc_curve.png
+local fmd = require "fmd"
+local cli = require "fmd.cli"
+local data = require "fmd.data"
+local models = require "fmd.models"
+local state_io = require "fmd.state_io"
+local transforms = require "fmd.transforms"
+
+local analysis = {}
+
+-- def: {name, description, checkpoint = bool, json = bool, [extra flag specs]}
+-- The course's flags (-m, -cpp, -j, -d) plus --data-root, --out-dir, --seed.
+function analysis.parse(argv, def)
+  local spec = {name = def.name, description = def.description,
+    {"--model", "-m", default = "SimpleNet", metavar = "NAME", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
+    {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
+    {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
+    {"--out-dir", default = "figures", metavar = "DIR", help = "where figures are written"},
+    {"--seed", type = "integer", default = 0, help = "random seed (which test images are shown)"},
+    {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
+    {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size for evaluation"},
+  }
+  if def.checkpoint then
+    table.insert(spec, 2, {"--checkpoint_path", "-cpp", metavar = "PATH",
+      help = "checkpoint (default checkpoints/<dataset>_<model>_Adam.safetensors)"})
+  end
+  if def.json then
+    table.insert(spec, 2, {"--json", "-j", metavar = "PATH",
+      help = "training log (default out/<dataset>_<model>_Adam.json)"})
+  end
+  for _, s in ipairs(def) do spec[#spec + 1] = s end
+  local opts, positional = cli.parse(argv, spec)
+  if #positional > 0 then error(("%s: unexpected argument '%s' (see --help)"):format(def.name, positional[1]), 0) end
+  if def.checkpoint and not opts.checkpoint_path then
+    opts.checkpoint_path = ("checkpoints/%s_%s_Adam.safetensors"):format(opts.dataset, opts.model)
+  end
+  if def.json and not opts.json then opts.json = ("out/%s_%s_Adam.json"):format(opts.dataset, opts.model) end
+  if opts.threads then fmd.set_num_threads(opts.threads) end
+  fmd.manual_seed(opts.seed)
+  return opts
+end
+
+-- the model `name` with the weights of `path`, in eval mode; every tensor
+-- must match both ways (a checkpoint of another model names what is missing
+-- and unexpected). Returns model, the checkpoint's metadata.
+function analysis.load_model(name, path)
+  if not fmd.sys.is_file(path) then
+    error(("checkpoint %s: no such file (train first: fmd scripts/train.lua -m %s ...; or pass -cpp PATH)")
+      :format(path, name), 0)
+  end
+  local model = models.load_model(name)
+  local ok, groups, meta = pcall(state_io.load, path)
+  if not ok then error(("checkpoint %s: %s"):format(path, tostring(groups)), 0) end
+  local ok2, err = pcall(model.load_state_dict, model, groups.model, true)
+  if not ok2 then
+    error(("checkpoint %s does not fit model %s%s: %s"):format(path, name,
+      meta.model and meta.model ~= name and (" (it was saved from " .. tostring(meta.model) .. ")") or "",
+      tostring(err):gsub("\n\t", " ")), 0)
+  end
+  model:eval()
+  return model, meta
+end
+
+-- the split `part` of the data set in opts (course transform of that part)
+function analysis.dataset(opts, part, transform)
+  local ds = data.load_dataset(opts.dataset, part, {data_root = opts.data_root, transform = transform})
+  if #ds == 0 then
+    error(("data set %s/%s/%s has no images"):format(data.data_root(opts), opts.dataset, part), 0)
+  end
+  return ds
+end
+
+-- every image of ds through the model without a graph: {a = real logits,
+-- b = fake logits, labels = 0/1} as Lua arrays in data set order
+function analysis.run(model, ds, opts)
+  opts = opts or {}
+  local progress = require "fmd.progress"
+  local dl = data.DataLoader(ds, {batch_size = opts.batch_size or 32, num_workers = opts.num_workers or 2})
+  local bar = progress.new{total = #dl, label = opts.label or "test", unit = "img"}
+  local a, b, labels = {}, {}, {}
+  fmd.no_grad(function()
+    local nb = 0
+    for images, lab in dl:iter(1) do
+      nb = nb + 1
+      local logits = model(images)
+      local n = lab:numel()
+      if logits:dim() ~= 2 or logits:size(1) ~= n or logits:size(2) ~= 2 then
+        error(("model output is %s, expected [%d x 2] (real and fake logits)"):format(fmd.shape_str(logits), n), 0)
+      end
+      local t = logits:totable()
+      for i = 1, n do
+        a[#a + 1], b[#b + 1] = t[i][1], t[i][2]
+        labels[#labels + 1] = math.tointeger(lab[i])
+      end
+      bar:update(nb, #labels)
+    end
+  end)
+  bar:finish()
+  return {a = a, b = b, labels = labels}
+end
+
+-- figures/<dataset>_<model>_<suffix>.png (out dir made if missing)
+function analysis.figure(opts, suffix)
+  fmd.sys.mkdir(opts.out_dir)
+  return ("%s/%s_%s_%s.png"):format(opts.out_dir, opts.dataset, opts.model, suffix)
+end
+
+-- a normalised (3,H,W) image back to [0, 1] for display
+function analysis.denormalize(img)
+  local mean = fmd.tensor(transforms.COURSE_MEAN):view(3, 1, 1)
+  local std = fmd.tensor(transforms.COURSE_STD):view(3, 1, 1)
+  return (img * std + mean):clamp(0, 1)
+end
+
+-- k distinct random indices in 1..n, drawn from fmd's generator (--seed)
+function analysis.sample_indices(n, k)
+  k = math.min(k, n)
+  local r = fmd.rand(k):totable()
+  local pool, idx = {}, {}
+  for i = 1, n do pool[i] = i end
+  for i = 1, k do   -- partial Fisher-Yates
+    local j = math.min(n, i + math.floor(r[i] * (n - i + 1)))
+    pool[i], pool[j] = pool[j], pool[i]
+    idx[i] = pool[i]
+  end
+  return idx
+end
+
+-- The course's get_grad_cam_visualization(test_dataset, model): Grad-CAM of
+-- one test image (opts.index, else a random one) at opts.layer (default
+-- conv3) for opts.target ("pred" default, "true", "real", "fake"), as a jet
+-- heat map over the de-normalised image (weight 0.5). Returns the H x W x 3
+-- visualisation in [0, 1], the true label (0/1) and details: {image =
+-- (3,H,W), map = (H,W) in [0, 1], raw = low-resolution CAM, pred = 0/1,
+-- p_fake, target = class explained, target_name}.
+function analysis.get_grad_cam_visualization(test_dataset, model, opts)
+  opts = opts or {}
+  local explain = require "fmd.explain"
+  local k = opts.index or analysis.sample_indices(#test_dataset, 1)[1]
+  local img, label = test_dataset:get(k)
+  local x = img:unsqueeze(1)
+  local logits = fmd.no_grad(function() model:eval(); return model(x) end)
+  local p_fake = fmd.softmax(logits, -1)[1][2]
+  local pred = logits[1][2] > logits[1][1] and 1 or 0
+  local tname = opts.target or "pred"
+  local target = ({pred = pred, ["true"] = math.tointeger(label), real = 0, fake = 1})[tname]
+  if target == nil then error(("get_grad_cam_visualization: target must be pred, true, real or fake, got %s"):format(tostring(tname)), 2) end
+  local method = explain[opts.method or "gradcam"]
+  if type(method) ~= "function" then
+    error(("unknown attribution method '%s'"):format(tostring(opts.method)), 0)
+  end
+  local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
+  local map = fmd.minmax_normalize(maps[1])
+  local image = analysis.denormalize(img)
+  local vis = fmd.blend(fmd.colormap(map, "jet"), image, 0.5)
+  return vis:permute(2, 3, 1), math.tointeger(label), {image = image, map = map, raw = raw and raw[1], pred = pred,
+    p_fake = p_fake, target = target, target_name = target == 1 and "fake" or "real"}
+end
+
+-- "fakes_dataset" -> "Deepfakes", "synthetic_dataset" -> "Synthetic faces"
+function analysis.dataset_title(name)
+  local titles = {fakes_dataset = "Deepfakes", synthetic_dataset = "Synthetic faces",
+                  deepfake_dev = "Deepfake (DFDC dev)", synthetic_dev = "Synthetic (GAN dev)"}
+  return titles[name] or name
+end
+
+return analysis

@@ -1,0 +1,70 @@
+-- The course's numerical_analysis.py, on the test split: score A = the
+-- "real" logit (output column 1), score B = the "fake" logit (column 2).
+-- ROC curves of both with their AUCs, DET curves, a precision-recall curve,
+-- and the numbers -> out/<dataset>_<model>_metrics.json
+--   fmd scripts/numerical_analysis.lua -m SimpleNet -cpp checkpoints/fakes_dataset_SimpleNet_Adam.safetensors -d fakes_dataset
+local fmd = require "fmd"
+local json = require "fmd.json"
+local metrics = require "fmd.metrics"
+local plot = require "fmd.plot"
+local analysis = require "fmd.analysis"
+
+local opts = analysis.parse(arg, {
+  name = "scripts/numerical_analysis.lua", checkpoint = true,
+  description = "ROC, DET and PR curves and detection metrics of a checkpoint on the test split",
+  {"--metrics-dir", default = "out", metavar = "DIR", help = "where <dataset>_<model>_metrics.json is written"},
+})
+local model = analysis.load_model(opts.model, opts.checkpoint_path)
+local ds = analysis.dataset(opts, "test")
+local nreal, nfake = ds:counts()
+if nreal == 0 or nfake == 0 then
+  error(("test split of %s has %d real and %d fake images: ROC needs both classes"):format(opts.dataset, nreal, nfake), 0)
+end
+local r = analysis.run(model, ds, {batch_size = opts.batch_size})
+local y = r.labels
+
+-- as the course asks: both scores against the fake label
+local fpr_a, tpr_a = metrics.roc_curve(r.a, y)
+local fpr_b, tpr_b = metrics.roc_curve(r.b, y)
+local auc_a, auc_b = metrics.roc_auc(r.a, y), metrics.roc_auc(r.b, y)
+local dfpr_a, dfnr_a = metrics.det_curve(r.a, y)
+local dfpr_b, dfnr_b = metrics.det_curve(r.b, y)
+local prec, rec = metrics.precision_recall_curve(r.b, y)
+local ap = metrics.average_precision(r.b, y)
+local eer, eer_thr = metrics.eer(r.b, y)
+-- the prediction is argmax of the two logits (a tie is "real", as argmax takes the first)
+local pred = {}
+for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
+local cm = metrics.confusion(pred, y, 0.5)
+local acc = metrics.accuracy(pred, y, 0.5)
+
+local what = ("%s on %s test"):format(opts.model, opts.dataset)
+local roc = plot.roc(analysis.figure(opts, "roc_curve"), {
+  {fpr = fpr_a, tpr = tpr_a, title = ("Score A (real logit), AUC = %.4f"):format(auc_a)},
+  {fpr = fpr_b, tpr = tpr_b, title = ("Score B (fake logit), AUC = %.4f"):format(auc_b)},
+}, {title = ("ROC: %s (AUC A %.3f, AUC B %.3f)"):format(what, auc_a, auc_b)})
+local det = plot.det(analysis.figure(opts, "det_curve"), {
+  {fpr = dfpr_a, fnr = dfnr_a, title = "Score A (real logit)"},
+  {fpr = dfpr_b, fnr = dfnr_b, title = ("Score B (fake logit), EER = %.2f%%"):format(100 * eer)},
+}, {title = "DET: " .. what})
+local pr = plot.pr(analysis.figure(opts, "pr_curve"), {
+  {recall = rec, precision = prec, title = ("Score B (fake logit), AP = %.4f"):format(ap)},
+}, {title = "Precision-recall (fake = positive): " .. what, baseline = nfake / (nreal + nfake)})
+
+local out = {__order = {"model", "dataset", "checkpoint", "n_real", "n_fake", "fake_to_real", "auc_a", "auc_b",
+                        "average_precision", "eer", "eer_threshold", "accuracy", "confusion"},
+  model = opts.model, dataset = opts.dataset, checkpoint = opts.checkpoint_path,
+  n_real = nreal, n_fake = nfake, fake_to_real = nfake / nreal,
+  auc_a = auc_a, auc_b = auc_b, average_precision = ap, eer = eer, eer_threshold = eer_thr,
+  accuracy = 100 * acc,
+  confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp},
+}
+fmd.sys.mkdir(opts.metrics_dir)
+local jpath = ("%s/%s_%s_metrics.json"):format(opts.metrics_dir, opts.dataset, opts.model)
+json.write_file(jpath, out, 2)
+
+print(("%s: %d real, %d fake (fake:real = %.3f)"):format(what, nreal, nfake, nfake / nreal))
+print(("AUC score A (real logit) %.4f | AUC score B (fake logit) %.4f | A + B = %.4f"):format(auc_a, auc_b, auc_a + auc_b))
+print(("AP %.4f | EER %.2f%% (threshold %.4g) | accuracy at argmax %.2f%%"):format(ap, 100 * eer, eer_thr, 100 * acc))
+print(("confusion (rows true real/fake, cols predicted real/fake): [[%d %d] [%d %d]]"):format(cm.tn, cm.fp, cm.fn, cm.tp))
+for _, p in ipairs{roc, det, pr, jpath} do print("wrote " .. p) end
