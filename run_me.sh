@@ -1,48 +1,213 @@
 #!/usr/bin/env bash
-# The main job: set up (packages, build), generate the default data set when
-# data/ has none, train every model of the course on it, and report.
+# The main job, the whole assignment in its order: set up (packages, build),
+# generate the default data when there is none, then samples figure, the
+# three trainings, their loss/accuracy plots, ROC/DET/PR, saliency maps,
+# Grad-CAM, the bonus model, and the report (figures/report.html).
 #
-#   ./run_me.sh                 everything
-#   FMD_DATA=/path ./run_me.sh  use your own data root (<root>/<dataset>/{train,val,test}/{real,fake})
-#   EPOCHS=1 ./run_me.sh        shorter runs
+#   ./run_me.sh                   everything; steps whose outputs are newer than their inputs are skipped
+#   ./run_me.sh --force           redo every step
+#   ./run_me.sh --from STEP       redo STEP and every step after it (--list shows the steps)
+#   ./run_me.sh --quick           a smoke run of the whole chain on tiny data, in quick/ (about 3 minutes)
+#   ./run_me.sh --data-root DIR   your own data (<DIR>/<dataset>/{train,val,test}/{real,fake}/*); also $FMD_DATA
+#   ./run_me.sh --fakes NAME --synthetic NAME   data set folder names (default fakes_dataset, synthetic_dataset)
+#   EPOCHS=1 XCEPTION_EPOCHS=1 ./run_me.sh      shorter trainings
+# An interrupted run (Ctrl-C, kill) continues where it stopped when re-run.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$top"
-scripts/bootstrap.sh
-fmd=build/fmd
-root=${FMD_DATA:-data}
-epochs=${EPOCHS:-5}
-xepochs=${XCEPTION_EPOCHS:-2}
 
-if [[ ! -d $root/fakes_dataset && ! -d $root/synthetic_dataset ]]; then
-  if [[ $root != data ]]; then
-    echo "run_me: no fakes_dataset or synthetic_dataset under $root" >&2
-    exit 1
-  fi
-  echo "run_me: data/ has no data set; generating the default one (scripts/make_faces.lua --out data --seed 0)"
-  $fmd scripts/make_faces.lua --out data --seed 0
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+force=0 from="" quick=0 list=0 root=${FMD_DATA:-} fakes=fakes_dataset synth=synthetic_dataset
+while (($#)); do
+  case $1 in
+    --force) force=1 ;;
+    --from) from=${2:?--from needs a step name (see --list)}; shift ;;
+    --from=*) from=${1#--from=} ;;
+    --quick) quick=1 ;;
+    --list) list=1 ;;
+    --data-root) root=${2:?--data-root needs a folder}; shift ;;
+    --data-root=*) root=${1#--data-root=} ;;
+    --fakes) fakes=${2:?--fakes needs a data set name}; shift ;;
+    --synthetic) synth=${2:?--synthetic needs a data set name}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_me: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+epochs=${EPOCHS:-5} xepochs=${XCEPTION_EPOCHS:-2} bepochs=${BONUS_EPOCHS:-}
+work=. gen_args=(--seed 0)
+if ((quick)); then
+  # tiny data and one epoch, in quick/ so that a full run's outputs are untouched
+  work=quick epochs=${EPOCHS:-1} xepochs=${XCEPTION_EPOCHS:-1} bepochs=${BONUS_EPOCHS:-1}
+  gen_args=(--seed 0 --train 64 --val 32 --test 32)
 fi
 
-train() {   # dataset model epochs
-  echo
-  echo "=== $2 on $1 ($3 epochs, Adam, lr 0.001, batch 32) ==="
-  $fmd scripts/train.lua --data-root "$root" -d "$1" -m "$2" --lr 0.001 -b 32 -e "$3" -o Adam
+if ((!list)); then
+  t_start=$(date +%s)
+  echo "=== setup: packages and build ==="
+  scripts/bootstrap.sh
+fi
+fmd=$top/build/fmd
+mkdir -p "$work"
+cd "$work"
+S=$top/scripts
+if [[ -n $root ]]; then
+  [[ -d $root ]] || { echo "run_me: --data-root $root: no such folder" >&2; exit 2; }
+  root=$(cd "$root" && pwd)
+else
+  root=$PWD/data
+fi
+
+# ---------------------------------------------------------------- steps
+# step NAME "what it does" INPUTS... -- OUTPUTS... -- COMMAND...
+# A step is skipped when its stamp (out/.run_me/NAME.done) and all its
+# outputs exist and the stamp is newer than every input (files or folders;
+# a folder counts by its newest file), unless --force or --from says so.
+names=() n_steps=0 i_step=0 redo_from=0
+stamp_dir=out/.run_me
+mkdir -p "$stamp_dir"
+current=""
+trap 'echo; echo "run_me: interrupted in step ${current:-setup}; run ./run_me.sh again to continue from there" >&2; exit 130' INT TERM
+
+newest() {   # newest modification time (seconds) of the given files/folders
+  local m=0 t p
+  for p in "$@"; do
+    [[ -e $p ]] || continue
+    if [[ -d $p ]]; then t=$(find "$p" -type f -printf '%T@\n' 2>/dev/null | sort -n | tail -1); t=${t%.*}
+    else t=$(stat -c %Y "$p"); fi
+    [[ -n $t && $t -gt $m ]] && m=$t
+  done
+  echo "$m"
 }
 
-for ds in fakes_dataset synthetic_dataset; do
-  [[ -d $root/$ds ]] && train "$ds" SimpleNet "$epochs"
-done
-if [[ -d $root/synthetic_dataset ]]; then
-  pre=()
-  for w in "${FMD_XCEPTION_WEIGHTS:-}" weights/xception-c0a72b38.pth.tar weights/xception-43020ad28.pth; do
-    [[ -n $w && -f $w ]] && { pre=(--pretrained "$w"); break; }
-  done
-  echo
-  echo "=== XceptionBased on synthetic_dataset ($xepochs epochs) ==="
-  $fmd scripts/train.lua --data-root "$root" -d synthetic_dataset -m XceptionBased --lr 0.001 -b 32 \
-    -e "$xepochs" -o Adam "${pre[@]}"
-fi
+step() {
+  local name=$1 what=$2; shift 2
+  local ins=() outs=()
+  while [[ $1 != -- ]]; do ins+=("$1"); shift; done; shift
+  while [[ $1 != -- ]]; do outs+=("$1"); shift; done; shift
+  i_step=$((i_step + 1))
+  if ((list)); then printf '  %-28s %s\n' "$name" "$what"; return; fi
+  [[ $name == "$from" ]] && redo_from=1
+  local stamp=$stamp_dir/$name.done fresh=1 o
+  if ((force || redo_from)); then fresh=0
+  elif [[ ! -f $stamp ]]; then fresh=0
+  else
+    for o in "${outs[@]}"; do [[ -e $o ]] || fresh=0; done
+    ((fresh)) && (( $(newest "${ins[@]}") <= $(stat -c %Y "$stamp") )) || fresh=0
+  fi
+  if ((fresh)); then
+    printf '=== [%d/%d] %s: up to date, skipped ===\n' "$i_step" "$n_steps" "$name"
+    return
+  fi
+  current=$name
+  printf '\n=== [%d/%d] %s: %s ===\n' "$i_step" "$n_steps" "$name" "$what"
+  local t0 rc=0
+  t0=$(date +%s)
+  "$@" || rc=$?
+  if ((rc)); then
+    echo "run_me: step '$name' failed (exit $rc); fix it and run ./run_me.sh again (finished steps are skipped)" >&2
+    exit "$rc"
+  fi
+  touch "$stamp"
+  printf '=== %s done in %d s ===\n' "$name" $(( $(date +%s) - t0 ))
+  current=""
+}
 
+gen_data() {
+  if [[ -d $root/$fakes && -d $root/$synth ]]; then echo "data: using $root"; return; fi
+  if [[ $root != "$PWD/data" ]]; then
+    echo "run_me: $root has no $fakes/ or no $synth/ (expected <root>/<dataset>/{train,val,test}/{real,fake}/*)" >&2
+    return 2
+  fi
+  echo "data/ has no data set: generating the default one (scripts/make_faces.lua --out data ${gen_args[*]})"
+  "$fmd" "$S/make_faces.lua" --out data "${gen_args[@]}"
+}
+
+xception_weights() {   # --pretrained PATH when the ImageNet weights are at hand
+  local w
+  for w in "${FMD_XCEPTION_WEIGHTS:-}" "$top/weights/xception-c0a72b38.pth.tar" "$top/weights/xception-43020ad28.pth" \
+           "$top/weights/xception.safetensors"; do
+    [[ -n $w && -f $w ]] && { echo "--pretrained"; echo "$w"; return; }
+  done
+}
+
+train() {   # dataset model epochs [extra flags]
+  local ds=$1 model=$2 ep=$3; shift 3
+  local resume=()
+  # continue an interrupted training (its resumable state outlives a kill)
+  [[ -f checkpoints/${ds}_${model}_Adam.last.safetensors && ! -f $stamp_dir/train_${ds}_${model}.done ]] && resume=(--resume)
+  "$fmd" "$S/train.lua" --data-root "$root" -d "$ds" -m "$model" --lr 0.001 -b 32 -e "$ep" -o Adam "${resume[@]}" "$@"
+}
+
+ckpt() { echo "checkpoints/$1_$2_Adam.safetensors"; }
+fig() { echo "figures/$1_$2_$3.png"; }
+lua_of() { echo "$top/lib/fmd/models/$1.lua"; }
+
+steps() {
+  step data "the data sets ($fakes, $synth under $root)" -- "$root/$fakes" "$root/$synth" -- gen_data
+  step samples "a real and a fake train image of each data set" \
+    "$root/$fakes/train" "$root/$synth/train" "$S/plot_samples.lua" -- figures/datasets_samples.png -- \
+    "$fmd" "$S/plot_samples.lua" --data-root "$root" --datasets "$fakes,$synth"
+  local runs=("$fakes SimpleNet $epochs" "$synth SimpleNet $epochs" "$synth XceptionBased $xepochs")
+  local r ds model ep
+  for r in "${runs[@]}"; do
+    read -r ds model ep <<<"$r"
+    local extra=()
+    [[ $model == XceptionBased ]] && mapfile -t extra < <(xception_weights)
+    step "train_${ds}_${model}" "train $model on $ds ($ep epochs, Adam, lr 0.001, batch 32)" \
+      "$root/$ds" "$(lua_of "$model")" "$S/train.lua" -- "$(ckpt "$ds" "$model")" "out/${ds}_${model}_Adam.json" -- \
+      train "$ds" "$model" "$ep" "${extra[@]}"
+  done
+  for r in "${runs[@]}"; do
+    read -r ds model ep <<<"$r"
+    step "plots_${ds}_${model}" "loss and accuracy over epochs" "out/${ds}_${model}_Adam.json" "$S/plot_accuracy_and_loss.lua" -- \
+      "$(fig "$ds" "$model" losses_plot)" "$(fig "$ds" "$model" accuracies_plot)" -- \
+      "$fmd" "$S/plot_accuracy_and_loss.lua" -m "$model" -j "out/${ds}_${model}_Adam.json" -d "$ds" --data-root "$root"
+  done
+  for r in "${runs[@]}"; do
+    read -r ds model ep <<<"$r"
+    step "roc_${ds}_${model}" "ROC, DET and PR curves, metrics on the test split" \
+      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/numerical_analysis.lua" -- \
+      "$(fig "$ds" "$model" roc_curve)" "$(fig "$ds" "$model" det_curve)" "out/${ds}_${model}_metrics.json" -- \
+      "$fmd" "$S/numerical_analysis.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
+  done
+  for r in "$fakes SimpleNet" "$synth XceptionBased"; do
+    read -r ds model <<<"$r"
+    step "saliency_${ds}_${model}" "gradient saliency maps (pairs and class means)" \
+      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/saliency_map.lua" -- \
+      "$(fig "$ds" "$model" saliency_maps_and_images_pairs)" "$(fig "$ds" "$model" mean_saliency_maps)" -- \
+      "$fmd" "$S/saliency_map.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
+  done
+  for r in "${runs[@]}"; do
+    read -r ds model ep <<<"$r"
+    step "gradcam_${ds}_${model}" "Grad-CAM on conv3 for a real and a fake test image" \
+      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/grad_cam_analysis.lua" -- \
+      "$(fig "$ds" "$model" Real_Image_grad_cam)" "$(fig "$ds" "$model" Fake_Image_grad_cam)" -- \
+      "$fmd" "$S/grad_cam_analysis.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
+  done
+  if [[ -f $S/train_bonus.lua && -f $S/bonus_main.lua ]]; then
+    local bflags=()
+    [[ -n $bepochs ]] && bflags=(-e "$bepochs")
+    step bonus_train "train the bonus model on $fakes" "$root/$fakes" "$top/lib/fmd/models/bonus_model.lua" "$S/train_bonus.lua" -- \
+      checkpoints/bonus.safetensors -- "$fmd" "$S/train_bonus.lua" --data-root "$root" -d "$fakes" "${bflags[@]}"
+    step bonus_eval "evaluate the bonus model on the $fakes test split; trade-off figure" \
+      checkpoints/bonus.safetensors "$root/$fakes/test" "$S/bonus_main.lua" -- out/bonus_metrics.json figures/bonus_tradeoff.png -- \
+      "$fmd" "$S/bonus_main.lua" --data-root "$root" -d "$fakes"
+  fi
+  local init=scratch
+  [[ -n $(xception_weights) ]] && init=$(xception_weights | tail -1)
+  step report "figures/report.html and report.md" out figures "$S/report.lua" -- figures/report.html figures/report.md -- \
+    "$fmd" "$S/report.lua" --data-root "$root" --fakes "$fakes" --synthetic "$synth" --xception-init "$init" \
+    $( ((quick)) && echo --quick ) $( [[ $root == "$PWD/data" ]] && echo --generated )
+}
+
+# count the steps first (for [i/n]), then run them
+list_saved=$list; list=1; steps >/dev/null; n_steps=$i_step; i_step=0; list=$list_saved
+if ((list)); then echo "steps of ./run_me.sh (use with --from):"; steps; exit 0; fi
+if [[ -n $from ]] && ! (list=1; steps) | grep -q "^  $from "; then
+  echo "run_me: --from $from: no such step (see ./run_me.sh --list)" >&2; exit 2
+fi
+steps
 echo
-echo "run_me: done. Logs in out/, checkpoints in checkpoints/."
-echo "run_me: figures (loss/accuracy plots, ROC/DET, saliency, Grad-CAM) are not implemented yet."
+echo "run_me: done in $(( $(date +%s) - t_start )) s. Figures in $work/figures/, the report: $work/figures/report.html"
