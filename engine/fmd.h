@@ -386,4 +386,31 @@ int fmd_sgd_step(float *p, const float *g, float *buf, int64_t n, double lr, dou
 int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int64_t n, int64_t step,
                   double lr, double beta1, double beta2, double eps, double weight_decay);
 
+/* --- detection metrics (engine/metrics.c) --- */
+/* scikit-learn 1.2's binary ranking metrics on doubles. The caller checks
+ * the inputs: n >= 1, finite scores, labels y 0 or 1 (1 = positive = fake);
+ * P = positives, N = negatives. See docs/metrics.md. */
+/* order (n,) gets the 0-based ids of v (n,) from largest to smallest, ties
+ * in index order (stable); -1 only when out of memory */
+int fmd_argsort_desc(const double *v, int64_t n, int64_t *order);
+/* sklearn's _binary_clf_curve: m points, one per distinct score from the
+ * highest down, with the counts of positives/negatives scoring >= thr[k] */
+typedef struct fmd_clf_curve {
+    int64_t m;
+    double *fps, *tps, *thr;     /* (n,) buffers of the caller */
+} fmd_clf_curve;
+int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c);
+/* roc_curve(drop_intermediate=False): (m+1,) each; needs P, N > 0 */
+void fmd_roc_curve(const fmd_clf_curve *c, double *fpr, double *tpr, double *thr);
+/* det_curve: (m,) buffers; returns the number of points; needs P, N > 0 */
+int64_t fmd_det_curve(const fmd_clf_curve *c, double *fpr, double *fnr, double *thr);
+/* precision_recall_curve: precision, recall (m+1,), thr (m,); needs P > 0 */
+void fmd_precision_recall_curve(const fmd_clf_curve *c, double *precision, double *recall, double *thr);
+double fmd_roc_auc(const fmd_clf_curve *c);            /* needs P, N > 0 */
+double fmd_average_precision(const fmd_clf_curve *c);  /* needs P > 0 */
+/* equal error rate and its threshold, interpolated on the ROC; P, N > 0 */
+void fmd_eer(const fmd_clf_curve *c, double *eer, double *thr);
+/* cm = {tn, fp, fn, tp}, predicted positive when score >= threshold */
+void fmd_confusion(const double *score, const double *y, int64_t n, double threshold, int64_t cm[4]);
+
 #endif

@@ -1,64 +1,48 @@
--- Detection metrics on plain Lua arrays of scores and 0/1 labels
--- (label 1 = fake = positive class).
+-- fmd.metrics: detection metrics with scikit-learn 1.2's semantics (ties
+-- included). Label 1 = fake = the positive class, 0 = real; a higher score
+-- means "more fake". scores and labels are Lua arrays of numbers or 1-D
+-- tensors of the same length; results are Lua arrays and numbers. The
+-- sorting and counting run in C (engine/metrics.c, bound in
+-- bindings/lua_metrics.c); every bad input (empty, lengths differ, NaN or
+-- infinite score, a label other than 0/1, a class the metric needs missing)
+-- is an error naming the function. See docs/metrics.md.
+local C = require("fmd.core")._metrics
+
 local metrics = {}
 
--- ROC AUC by the rank statistic (Mann-Whitney U) with average ranks for
--- ties: the probability that a random fake scores above a random real.
-function metrics.roc_auc(scores, labels)
-  local n = #scores
-  assert(n == #labels, "roc_auc: scores and labels differ in length")
-  local order = {}
-  for i = 1, n do order[i] = i end
-  table.sort(order, function(a, b)
-    if scores[a] ~= scores[b] then return scores[a] < scores[b] end
-    return a < b
-  end)
-  local ranks = {}
-  local i = 1
-  while i <= n do
-    local j = i
-    while j < n and scores[order[j + 1]] == scores[order[i]] do j = j + 1 end
-    local r = (i + j) / 2
-    for k = i, j do ranks[order[k]] = r end
-    i = j + 1
-  end
-  local n1, n0, rsum = 0, 0, 0
-  for k = 1, n do
-    if labels[k] == 1 then n1 = n1 + 1; rsum = rsum + ranks[k] else n0 = n0 + 1 end
-  end
-  if n1 == 0 or n0 == 0 then return 0 / 0 end
-  return (rsum - n1 * (n1 + 1) / 2) / (n1 * n0)
-end
+-- fpr, tpr, thresholds: sklearn.metrics.roc_curve(labels, scores,
+-- drop_intermediate=False). One point per distinct score from the highest
+-- down, after a first point (0, 0) at threshold max score + 1.
+function metrics.roc_curve(scores, labels) return C.roc_curve(scores, labels) end
 
--- ROC points as thresholds sweep from high to low: fpr, tpr arrays
--- (starting at 0,0 and ending at 1,1), and the thresholds used.
-function metrics.roc_curve(scores, labels)
-  local n = #scores
-  local order = {}
-  for i = 1, n do order[i] = i end
-  table.sort(order, function(a, b) return scores[a] > scores[b] end)
-  local P, N = 0, 0
-  for i = 1, n do if labels[i] == 1 then P = P + 1 else N = N + 1 end end
-  local fpr, tpr, thr = {0}, {0}, {math.huge}
-  local tp, fp = 0, 0
-  for k = 1, n do
-    local i = order[k]
-    if labels[i] == 1 then tp = tp + 1 else fp = fp + 1 end
-    if k == n or scores[order[k + 1]] ~= scores[i] then
-      fpr[#fpr + 1] = N > 0 and fp / N or 0
-      tpr[#tpr + 1] = P > 0 and tp / P or 0
-      thr[#thr + 1] = scores[i]
-    end
-  end
-  return fpr, tpr, thr
-end
+-- fpr, fnr, thresholds: sklearn.metrics.det_curve (thresholds ascending,
+-- trimmed to the points between fnr = 0 and the lowest fpr).
+function metrics.det_curve(scores, labels) return C.det_curve(scores, labels) end
 
--- DET points: false positive rate and false negative (miss) rate
-function metrics.det_curve(scores, labels)
-  local fpr, tpr, thr = metrics.roc_curve(scores, labels)
-  local fnr = {}
-  for i = 1, #tpr do fnr[i] = 1 - tpr[i] end
-  return fpr, fnr, thr
-end
+-- precision, recall, thresholds: sklearn.metrics.precision_recall_curve
+-- (thresholds ascending; precision and recall end with 1, 0). Needs at least
+-- one fake; all fakes is fine.
+function metrics.precision_recall_curve(scores, labels) return C.precision_recall_curve(scores, labels) end
+
+-- sklearn.metrics.roc_auc_score: area under the ROC (trapezoids).
+function metrics.roc_auc(scores, labels) return C.roc_auc(scores, labels) end
+
+-- sklearn.metrics.average_precision_score: sum of precision * recall step.
+function metrics.average_precision(scores, labels) return C.average_precision(scores, labels) end
+
+-- eer, threshold: the equal error rate, where fpr = fnr (= 1 - tpr) on the
+-- ROC of roc_curve, linearly interpolated between the last point with
+-- fnr > fpr and the next one; the threshold is interpolated the same way
+-- (between the first two points it involves roc_curve's max score + 1).
+function metrics.eer(scores, labels) return C.eer(scores, labels) end
+
+-- fraction (0..1) of samples classified right when score >= threshold means
+-- fake: sklearn.metrics.accuracy_score(labels, scores >= threshold).
+function metrics.accuracy(scores, labels, threshold) return C.accuracy(scores, labels, threshold) end
+
+-- {tn=, fp=, fn=, tp=} with score >= threshold predicted fake, also readable
+-- as sklearn.metrics.confusion_matrix(labels, scores >= threshold):
+-- cm[1] = {tn, fp} (true real), cm[2] = {fn, tp} (true fake).
+function metrics.confusion(scores, labels, threshold) return C.confusion(scores, labels, threshold) end
 
 return metrics
