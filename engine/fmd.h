@@ -391,7 +391,7 @@ int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int
  * the inputs: n >= 1, finite scores, labels y 0 or 1 (1 = positive = fake);
  * P = positives, N = negatives. See docs/metrics.md. */
 /* order (n,) gets the 0-based ids of v (n,) from largest to smallest, ties
- * in index order (stable); -1 only when out of memory */
+ * in index order (stable); -1 when out of memory or n >= 2^31 */
 int fmd_argsort_desc(const double *v, int64_t n, int64_t *order);
 /* sklearn's _binary_clf_curve: m points, one per distinct score from the
  * highest down, with the counts of positives/negatives scoring >= thr[k] */
@@ -399,7 +399,7 @@ typedef struct fmd_clf_curve {
     int64_t m;
     double *fps, *tps, *thr;     /* (n,) buffers of the caller */
 } fmd_clf_curve;
-int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c);
+int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c); /* n < 2^30 */
 /* roc_curve(drop_intermediate=False): (m+1,) each; needs P, N > 0 */
 void fmd_roc_curve(const fmd_clf_curve *c, double *fpr, double *tpr, double *thr);
 /* det_curve: (m,) buffers; returns the number of points; needs P, N > 0 */

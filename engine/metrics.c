@@ -106,9 +106,10 @@ int fmd_argsort_desc(const double *v, int64_t n, int64_t *order) {
  * the score, tps[k]/fps[k] count the positives/negatives scoring >= thr[k]
  * (sklearn's _binary_clf_curve without weights). */
 int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c) {
+    if (n <= 0) return fmd_fail("binary_clf_curve: no scores");
     if (n > INT32_MAX / 2) return fmd_fail("binary_clf_curve: %lld scores, at most 2^30 - 1 supported", (long long)n);
-    uint64_t *key = malloc((size_t)(n > 0 ? n : 1) * sizeof *key);
-    uint32_t *pay = malloc((size_t)(n > 0 ? n : 1) * sizeof *pay);
+    uint64_t *key = malloc((size_t)n * sizeof *key);
+    uint32_t *pay = malloc((size_t)n * sizeof *pay);
     int r = key && pay ? radix_desc(score, y, n, key, pay)
                        : fmd_fail("binary_clf_curve: out of memory for %lld scores", (long long)n);
     double tp = 0;
