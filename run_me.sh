@@ -10,14 +10,15 @@
 #   ./run_me.sh --quick           a smoke run of the whole chain on tiny data, in quick/ (about 3 minutes)
 #   ./run_me.sh --data-root DIR   your own data (<DIR>/<dataset>/{train,val,test}/{real,fake}/*); also $FMD_DATA
 #   ./run_me.sh --fakes NAME --synthetic NAME   data set folder names (default fakes_dataset, synthetic_dataset)
-#   EPOCHS=1 XCEPTION_EPOCHS=1 ./run_me.sh      shorter trainings
+#   ./run_me.sh --work DIR        where data/, out/, checkpoints/, figures/ go (default: here; quick/ with --quick)
+#   EPOCHS=1 XCEPTION_EPOCHS=1 LR=0.0001 ./run_me.sh   shorter trainings, another learning rate
 # An interrupted run (Ctrl-C, kill) continues where it stopped when re-run.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$top"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
-force=0 from="" quick=0 list=0 root=${FMD_DATA:-} fakes=fakes_dataset synth=synthetic_dataset
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+force=0 from="" quick=0 list=0 root=${FMD_DATA:-} fakes=fakes_dataset synth=synthetic_dataset work=""
 while (($#)); do
   case $1 in
     --force) force=1 ;;
@@ -29,6 +30,7 @@ while (($#)); do
     --data-root=*) root=${1#--data-root=} ;;
     --fakes) fakes=${2:?--fakes needs a data set name}; shift ;;
     --synthetic) synth=${2:?--synthetic needs a data set name}; shift ;;
+    --work) work=${2:?--work needs a folder}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_me: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -36,10 +38,10 @@ while (($#)); do
 done
 
 epochs=${EPOCHS:-5} xepochs=${XCEPTION_EPOCHS:-2} bepochs=${BONUS_EPOCHS:-}
-work=. gen_args=(--seed 0)
+gen_args=(--seed 0)
 if ((quick)); then
   # tiny data and one epoch, in quick/ so that a full run's outputs are untouched
-  work=quick epochs=${EPOCHS:-1} xepochs=${XCEPTION_EPOCHS:-1} bepochs=${BONUS_EPOCHS:-1}
+  work=${work:-quick} epochs=${EPOCHS:-1} xepochs=${XCEPTION_EPOCHS:-1} bepochs=${BONUS_EPOCHS:-1}
   gen_args=(--seed 0 --train 64 --val 32 --test 32)
 fi
 
@@ -49,15 +51,12 @@ if ((!list)); then
   scripts/bootstrap.sh
 fi
 fmd=$top/build/fmd
+work=${work:-.}
+[[ -n $root ]] && { [[ -d $root ]] || { echo "run_me: --data-root $root: no such folder" >&2; exit 2; }; root=$(cd "$root" && pwd); }
 mkdir -p "$work"
 cd "$work"
 S=$top/scripts
-if [[ -n $root ]]; then
-  [[ -d $root ]] || { echo "run_me: --data-root $root: no such folder" >&2; exit 2; }
-  root=$(cd "$root" && pwd)
-else
-  root=$PWD/data
-fi
+[[ -n $root ]] || root=$PWD/data
 
 # ---------------------------------------------------------------- steps
 # step NAME "what it does" INPUTS... -- OUTPUTS... -- COMMAND...
@@ -137,7 +136,7 @@ train() {   # dataset model epochs [extra flags]
   local resume=()
   # continue an interrupted training (its resumable state outlives a kill)
   [[ -f checkpoints/${ds}_${model}_Adam.last.safetensors && ! -f $stamp_dir/train_${ds}_${model}.done ]] && resume=(--resume)
-  "$fmd" "$S/train.lua" --data-root "$root" -d "$ds" -m "$model" --lr 0.001 -b 32 -e "$ep" -o Adam "${resume[@]}" "$@"
+  "$fmd" "$S/train.lua" --data-root "$root" -d "$ds" -m "$model" --lr "${LR:-0.001}" -b 32 -e "$ep" -o Adam "${resume[@]}" "$@"
 }
 
 ckpt() { echo "checkpoints/$1_$2_Adam.safetensors"; }
@@ -155,7 +154,7 @@ steps() {
     read -r ds model ep <<<"$r"
     local extra=()
     [[ $model == XceptionBased ]] && mapfile -t extra < <(xception_weights)
-    step "train_${ds}_${model}" "train $model on $ds ($ep epochs, Adam, lr 0.001, batch 32)" \
+    step "train_${ds}_${model}" "train $model on $ds ($ep epochs, Adam, lr ${LR:-0.001}, batch 32)" \
       "$root/$ds" "$(lua_of "$model")" "$S/train.lua" -- "$(ckpt "$ds" "$model")" "out/${ds}_${model}_Adam.json" -- \
       train "$ds" "$model" "$ep" "${extra[@]}"
   done
