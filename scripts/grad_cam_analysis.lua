@@ -4,6 +4,7 @@
 --   fmd scripts/grad_cam_analysis.lua -m SimpleNet -cpp checkpoints/fakes_dataset_SimpleNet_Adam.safetensors -d fakes_dataset
 local fmd = require "fmd"
 local plot = require "fmd.plot"
+local image = require "fmd.image"
 local analysis = require "fmd.analysis"
 
 local opts = analysis.parse(arg, {
@@ -29,7 +30,7 @@ for _, k in ipairs(analysis.sample_indices(#ds, #ds)) do
     local panels = {
       {image = info.image, title = ("%s test image #%d"):format(cls:lower(), k)},
       {image = vis:permute(3, 1, 2), title = ("Grad-CAM of '%s' for class %s"):format(opts.layer, info.target_name)},
-      {image = fmd.colormap(info.map, "jet"), title = "heat map (jet)"},
+      {image = image.colormap(info.map, "jet"), title = "heat map (jet)"},
     }
     local path = plot.images(analysis.figure(opts, cls .. "_Image_grad_cam"), panels, {cols = 3, panel_size = 300,
       title = ("%s on %s: true %s, predicted %s (P(fake) = %.3f)"):format(opts.model, opts.dataset,

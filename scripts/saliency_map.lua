@@ -7,6 +7,7 @@ local fmd = require "fmd"
 local data = require "fmd.data"
 local explain = require "fmd.explain"
 local plot = require "fmd.plot"
+local image = require "fmd.image"
 local progress = require "fmd.progress"
 local analysis = require "fmd.analysis"
 
@@ -24,7 +25,7 @@ local idx = analysis.sample_indices(#ds, opts.pairs)
 local imgs, labs = {}, {}
 for i, k in ipairs(idx) do imgs[i], labs[i] = ds:get(k) end
 local samples, true_labels = fmd.stack_batch(imgs, labs)
-local maps = fmd.minmax_normalize(explain.compute_gradient_saliency_maps(samples, true_labels, model))
+local maps = explain.normalize(explain.compute_gradient_saliency_maps(samples, true_labels, model))
 local panels = {}
 for i = 1, #idx do
   local cls = labs[i] == 1 and "fake" or "real"
@@ -45,7 +46,7 @@ local done, b = 0, 0
 for images, labels in dl:iter(1) do
   if done >= n then break end
   b = b + 1
-  local m = fmd.minmax_normalize(explain.compute_gradient_saliency_maps(images, labels, model))
+  local m = explain.normalize(explain.compute_gradient_saliency_maps(images, labels, model))
   for i = 1, labels:numel() do
     if done >= n then break end
     local c = math.tointeger(labels[i])
@@ -63,7 +64,7 @@ for _, c in ipairs{1, 0} do
     error(("the test split of %s has no %s images: no mean map for that class"):format(opts.dataset, c == 1 and "fake" or "real"), 0)
   end
   local mean = sums[c] / counts[c]
-  mean_panels[#mean_panels + 1] = {image = fmd.colormap(fmd.minmax_normalize(mean), "jet"),
+  mean_panels[#mean_panels + 1] = {image = image.colormap(explain.normalize(mean), "jet"),
     title = ("%s images (mean of %d maps)"):format(c == 1 and "Fake" or "Real", counts[c])}
 end
 local p2 = plot.images(analysis.figure(opts, "mean_saliency_maps"), mean_panels, {cols = 2, panel_size = 320,

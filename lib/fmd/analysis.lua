@@ -12,6 +12,7 @@ local data = require "fmd.data"
 local models = require "fmd.models"
 local state_io = require "fmd.state_io"
 local transforms = require "fmd.transforms"
+local image = require "fmd.image"
 
 local analysis = {}
 
@@ -157,10 +158,10 @@ function analysis.get_grad_cam_visualization(test_dataset, model, opts)
     error(("unknown attribution method '%s'"):format(tostring(opts.method)), 0)
   end
   local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
-  local map = fmd.minmax_normalize(maps[1])
-  local image = analysis.denormalize(img)
-  local vis = fmd.blend(fmd.colormap(map, "jet"), image, 0.5)
-  return vis:permute(2, 3, 1), math.tointeger(label), {image = image, map = map, raw = raw and raw[1], pred = pred,
+  local map = explain.normalize(maps[1])
+  local shown = analysis.denormalize(img)
+  local vis = image.blend(image.colormap(map, "jet"), shown, 0.5)
+  return vis:permute(2, 3, 1), math.tointeger(label), {image = shown, map = map, raw = raw and raw[1], pred = pred,
     p_fake = p_fake, target = target, target_name = target == 1 and "fake" or "real"}
 end
 
