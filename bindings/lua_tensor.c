@@ -98,6 +98,7 @@ static int l_size(lua_State *L) {
     }
     lua_createtable(L, t->ndim, 0);
     for (int i = 0; i < t->ndim; i++) { lua_pushinteger(L, t->shape[i]); lua_rawseti(L, -2, i + 1); }
+    luaL_setmetatable(L, "fmd.Size");   /* prints as [2 x 3] */
     return 1;
 }
 
@@ -527,6 +528,8 @@ static const luaL_Reg functions[] = {
 
 void fmd_lua_open_tensor(lua_State *L) {
     luaL_setfuncs(L, functions, 0);
+    luaL_newmetatable(L, "fmd.Size");   /* of size() tables; __tostring set from Lua */
+    lua_setfield(L, -2, "Size");
     luaL_newmetatable(L, FMD_TENSOR_MT);
     lua_newtable(L);   /* methods; Lua code adds more through fmd.core.Tensor_methods */
     luaL_setfuncs(L, methods, 0);

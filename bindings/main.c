@@ -162,82 +162,110 @@ static char *read_line(const char *prompt) {
     return strdup(buf);
 }
 
-/* is this syntax error just "the chunk is not finished yet"? */
-static int incomplete(lua_State *L, int status) {
-    if (status == LUA_ERRSYNTAX) {
-        size_t lmsg;
-        const char *msg = lua_tolstring(L, -1, &lmsg);
-        const char *eof = "<eof>";
-        size_t le = strlen(eof);
-        if (lmsg >= le && strcmp(msg + lmsg - le, eof) == 0) { lua_pop(L, 1); return 1; }
-    }
-    return 0;
-}
+/* The REPL's logic is Lua (lib/fmd/repl.lua): compile a command, print its
+ * results, complete a word. This file reads lines and runs what compiles. */
+static int repl_ref = LUA_NOREF;
 
-/* try "return <line>" so expressions print */
-static int try_return(lua_State *L, const char *code) {
-    const char *ret = lua_pushfstring(L, "return %s;", code);
-    int st = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+/* push repl[name] */
+static void repl_field(lua_State *L, const char *name) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, repl_ref);
+    lua_getfield(L, -1, name);
     lua_remove(L, -2);
-    if (st != LUA_OK) lua_pop(L, 1);
-    return st;
 }
 
-static void print_results(lua_State *L) {
-    int n = lua_gettop(L);
-    if (n == 0) return;
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-    lua_getglobal(L, "print");
-    lua_insert(L, 1);
-    if (lua_pcall(L, n, 0, 0) != LUA_OK) {
-        fprintf(stderr, "%s: error calling print (%s)\n", progname, lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
+/* compile the code at index 1: pushes a function and returns LUA_OK, or
+ * pushes a message and returns LUA_ERRSYNTAX; *more says "not finished" */
+static int repl_compile(lua_State *L, int *more) {
+    repl_field(L, "compile");
+    lua_pushvalue(L, 1);
+    *more = 0;
+    if (docall(L, 1, 3) != LUA_OK) return LUA_ERRRUN;   /* the message is on top */
+    if (!lua_isnil(L, -3)) { lua_pop(L, 2); return LUA_OK; }
+    *more = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_remove(L, -2);
+    return LUA_ERRSYNTAX;
 }
+
+#ifdef FMD_HAVE_READLINE
+/* Tab: repl.complete(line, start, end) gives the candidates for the word */
+static char **completions;
+static int ncompletions;
+
+static char *completion_next(const char *text, int state) {
+    (void)text;
+    static int i;
+    if (state == 0) i = 0;
+    return i < ncompletions ? strdup(completions[i++]) : NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+    lua_State *L = globalL;
+    rl_attempted_completion_over = 1;   /* no fallback to readline's file names */
+    rl_completion_append_character = '\0';
+    for (int i = 0; i < ncompletions; i++) free(completions[i]);
+    free(completions);
+    completions = NULL;
+    ncompletions = 0;
+    int top = lua_gettop(L);
+    repl_field(L, "complete");
+    lua_pushstring(L, rl_line_buffer);
+    lua_pushinteger(L, start + 1);
+    lua_pushinteger(L, end);
+    if (lua_pcall(L, 3, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        int n = (int)luaL_len(L, -1);
+        completions = malloc(sizeof(char *) * (n ? n : 1));
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            const char *c = lua_tostring(L, -1);
+            if (c) completions[ncompletions++] = strdup(c);
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
+    return ncompletions ? rl_completion_matches(text, completion_next) : NULL;
+}
+#endif
 
 static void repl(lua_State *L) {
     interactive_tty = isatty(0);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "fmd.repl");
+    if (report(L, docall(L, 1, 1)) != LUA_OK) return;
+    repl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    repl_field(L, "start");
+    if (report(L, docall(L, 0, 0)) != LUA_OK) return;
 #ifdef FMD_HAVE_READLINE
     char *hist = history_file();
     if (interactive_tty && hist) read_history(hist);
+    /* no '.', ':' or '/': a word is a name path (fmd.nn.Li, x:si) or a
+       file name inside a string */
+    rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*%^#~[]";
+    rl_attempted_completion_function = complete;
+    globalL = L;
 #endif
-    if (interactive_tty) printf("fmd %s (Lua 5.4) - tensors and autograd; `fmd` is loaded. Ctrl-D exits.\n", FMD_VERSION);
+    if (interactive_tty) printf("fmd %s (Lua 5.4) - tensors and autograd; `fmd` is loaded. ?x or help(x) for help, Tab completes, Ctrl-D exits.\n", FMD_VERSION);
     for (;;) {
         lua_settop(L, 0);
         char *line = read_line(PROMPT);
         if (!line) break;
         if (!*line) { free(line); continue; }
-        luaL_Buffer b;
         lua_pushstring(L, line);
-        int st = try_return(L, line);
-        if (st != LUA_OK) {
-            /* a statement, maybe spanning several lines */
-            for (;;) {
-                size_t len;
-                const char *code = lua_tolstring(L, 1, &len);
-                st = luaL_loadbuffer(L, code, len, "=stdin");
-                if (!incomplete(L, st)) break;
-                char *more = read_line(PROMPT2);
-                if (!more) break;
-                luaL_buffinit(L, &b);
-                lua_pushvalue(L, 1);
-                luaL_addvalue(&b);
-                luaL_addchar(&b, '\n');
-                luaL_addstring(&b, more);
-                free(more);
-                luaL_pushresult(&b);
-                lua_replace(L, 1);
-            }
+        free(line);
+        int more, st;
+        /* a command may span several lines */
+        while ((st = repl_compile(L, &more)) != LUA_OK && more) {
+            char *next = read_line(PROMPT2);
+            if (!next) break;
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), next);
+            lua_replace(L, 1);
+            free(next);
         }
 #ifdef FMD_HAVE_READLINE
         if (interactive_tty) add_history(lua_tostring(L, 1));
 #endif
-        free(line);
-        lua_remove(L, 1);
-        if (st == LUA_OK) {
-            st = docall(L, 0, LUA_MULTRET);
-            if (st == LUA_OK) print_results(L);
-        }
+        if (st == LUA_OK) st = docall(L, 0, 0);
         report(L, st);
     }
 #ifdef FMD_HAVE_READLINE

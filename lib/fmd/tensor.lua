@@ -81,6 +81,8 @@ return function(fmd, C)
     return ("%s\n[fmd.Tensor of size %s%s]"):format(body, C.shape_str(t), extra)
   end
   mt.__tostring = format
+  -- x:size() and x.shape print like the footer: [2 x 3]
+  C.Size.__tostring = function(s) return "[" .. table.concat(s, " x ") .. "]" end
 
   function M:float() return self end
   -- a 1-based dim (negative from the end) of a tensor with n dims, or an error

@@ -85,3 +85,89 @@ test("Ctrl-C interrupts a long computation and returns to the prompt", function(
   expect(out:find("afterwards", 1, true), out)
   expect(out:find("exit=0", 1, true), out)
 end)
+
+test("pretty printing: sizes, nested tables with sorted keys, modules, m:eval() in one line", function()
+  local out = run(exe, table.concat({
+    "fmd.zeros(2, 3):size()",
+    "fmd.zeros(4).shape",
+    "{b = 2, a = {1, 2, 3}, [10] = 'x', 'first', deep = {a = {b = {c = 1}}}}",
+    "m = fmd.nn.Sequential(fmd.nn.Linear(2, 3), fmd.nn.ReLU())",
+    "m",
+    "m:eval()",
+    "m:train()",
+    "'plain string'",
+    "fmd.zeros(3)",
+    "fmd.zeros(5);",
+    "_:size()",
+    "fmd.nn.Linear",
+  }, "\n") .. "\n")
+  expect(out:find("[2 x 3]\n[4]\n", 1, true), out)
+  expect(out:find('{"first", [10] = "x", a = {1, 2, 3}, b = 2, deep = {a = {...1 entry}}}', 1, true), out)
+  expect(out:find("Sequential(\n  (0): Linear(in_features=2, out_features=3, bias=True)\n  (1): ReLU()\n)", 1, true), out)
+  expect(out:find("\nSequential (2 children, 9 parameters, eval mode)\n", 1, true), out)
+  expect(out:find("\nSequential (2 children, 9 parameters, train mode)\n", 1, true), out)
+  expect(out:find("\nplain string\n", 1, true), out)
+  expect(not out:find("[0., 0., 0., 0., 0.]", 1, true), "a trailing ; hides the result: " .. out)
+  expect(out:find("\n[3]\n", 1, true), "_ holds the last result: " .. out)
+  expect(out:find("class nn.Linear", 1, true), out)
+  expect(not out:find("\27[", 1, true), "no colour when piped: " .. out)
+end)
+
+test("printed results do not keep a big tensor alive", function()
+  local out = run(exe, table.concat({
+    "collectgarbage(); m0 = fmd.memory_in_use()",
+    "x = fmd.zeros(1e7)",
+    "x",
+    "print('held', fmd.memory_in_use() - m0)",
+    "x = nil",
+    "collectgarbage();",
+    "print('after', fmd.memory_in_use() - m0)",
+    "small = fmd.ones(3)",
+    "small",
+    "small = nil",
+    "collectgarbage();",
+    "_:sum():item()",
+  }, "\n") .. "\n")
+  expect(out:find("held\t40000000", 1, true), out)
+  expect(out:find("after\t0\n", 1, true), out)
+  expect(out:find("\n3.0\n", 1, true), "a small result stays in _: " .. out)
+end)
+
+test("top-level locals persist across lines; locals in blocks stay local", function()
+  local out = run(exe, table.concat({
+    "local x = 5",
+    "x + 1",
+    "local a, b <const> = 2, 3",
+    "a * b",
+    "local y",
+    "print('y', y)",
+    "local function sq(v) return v * v end",
+    "sq(9)",
+    "function g() local z = 7 return z end",
+    "print('z', z, g())",
+    "do local w = 1 end",
+    "print('w', w)",
+    "local s = [[local q = 1]] -- local in a string",
+    "print('q', q, s)",
+  }, "\n") .. "\n")
+  expect(out:find("\n?6\n"), out)
+  expect(out:find("\n6\n", 1, true), out)
+  expect(out:find("y\tnil", 1, true), out)
+  expect(out:find("81", 1, true), out)
+  expect(out:find("z\tnil\t7", 1, true), out)
+  expect(out:find("w\tnil", 1, true), out)
+  expect(out:find("q\tnil\tlocal q = 1", 1, true), out)
+end)
+
+test("rewrite_locals works on tokens, not text", function()
+  local repl = require "fmd.repl"
+  expect_eq(repl.rewrite_locals("local x = 1"), "x = 1")
+  expect_eq(repl.rewrite_locals("local x, y"), "x, y = nil")
+  expect_eq(repl.rewrite_locals("local f <close> = nil"), "f = nil")
+  expect_eq(repl.rewrite_locals("local function f() local a = 1 end"), "function f() local a = 1 end")
+  expect_eq(repl.rewrite_locals("for i = 1, 2 do local k = i end local n = 2"), "for i = 1, 2 do local k = i end n = 2")
+  expect_eq(repl.rewrite_locals("while false do local k = 1 end; local m = 'local t'"),
+    "while false do local k = 1 end; m = 'local t'")
+  expect_eq(repl.rewrite_locals("if x then local k = 1 else local j = 2 end --[[ local c ]] local d = 1"),
+    "if x then local k = 1 else local j = 2 end --[[ local c ]] d = 1")
+end)
