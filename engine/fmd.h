@@ -50,6 +50,35 @@ void *fmd_fail_null(const char *fmt, ...)    /* set error, return NULL */
 /* formats "[2 x 3 x 4]" into buf (for messages); returns buf */
 char *fmd_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 
+/* ------------------------------------------------------- checked sizes */
+/* Every shape, stride, element and byte count the engine derives from
+ * input (Lua arguments, file headers) goes through these, so nothing wraps.
+ * A tensor's extent, the product of max(1, size) over its dims, is at most
+ * FMD_MAX_NUMEL = 2^53: element counts, strides and offsets then fit in
+ * int64 with room for sums of products, and are exact as doubles (Lua
+ * numbers). Dims of size 0 count as 1 so that the strides of an empty
+ * [0 x 2^40 x 2^40] are bounded too. Storage is further limited to
+ * fmd_max_storage_bytes(). See docs/robustness.md. */
+#define FMD_MAX_NUMEL ((int64_t)1 << 53)
+/* 0 and *r = a * b (or a + b), or -1 when it does not fit in int64 */
+static inline int fmd_checked_mul(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r) ? -1 : 0; }
+static inline int fmd_checked_add(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r) ? -1 : 0; }
+/* 0 and *numel (may be NULL) when shape (ndim dims, each >= 0) has an
+ * extent <= FMD_MAX_NUMEL; else -1 with "op: shape [..] ..." as the error */
+int fmd_check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel);
+/* largest storage one tensor may have, in bytes: the physical memory (at
+ * most 2^39, below ASan's 2^40 allocation limit), or FMD_MAX_TENSOR_BYTES
+ * from the environment (bytes, optional K/M/G/T suffix) */
+uint64_t fmd_max_storage_bytes(void);
+/* Opens path for reading only if it is a regular file (a FIFO, device or
+ * directory would block or mislead a reader), without blocking; *size gets
+ * its length. NULL with "what: path ..." as the error. */
+#include <stdio.h>
+FILE *fmd_open_regular(const char *what, const char *path, int64_t *size);
+/* the largest image, in pixels, a decoder accepts: 2^26 (8192 x 8192, 768 MB
+ * as floats), or FMD_MAX_IMAGE_PIXELS from the environment */
+int64_t fmd_max_image_pixels(void);
+
 /* -------------------------------------------------------- storage, tensor */
 typedef struct fmd_storage {
     float *data;

@@ -19,17 +19,22 @@
 
 #include "fmd.h"
 
-/* Refuse absurd headers before allocating: 2^28 pixels is 3 GB of floats. */
+/* Refuse absurd headers before allocating (an 800 KB PNG can claim
+ * 16384 x 16384, 3 GB of floats): fmd_max_image_pixels(), 2^26 by default. */
 #define FMD_IMAGE_MAX_SIDE 65535
-#define FMD_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+/* image files above 1 GB are refused before they are read */
+#define FMD_IMAGE_MAX_FILE_BYTES ((int64_t)1 << 30)
 
 static const char *img_name(const char *name) { return name ? name : "<memory>"; }
 
 static int check_dims(const char *name, const char *fmt, int64_t w, int64_t h) {
-    if (w <= 0 || h <= 0 || w > FMD_IMAGE_MAX_SIDE || h > FMD_IMAGE_MAX_SIDE ||
-        w * h > FMD_IMAGE_MAX_PIXELS)
-        return fmd_fail("image '%s': %s size %lld x %lld is not supported", img_name(name), fmt,
-                        (long long)w, (long long)h);
+    if (w <= 0 || h <= 0 || w > FMD_IMAGE_MAX_SIDE || h > FMD_IMAGE_MAX_SIDE)
+        return fmd_fail("image '%s': %s size %lld x %lld is not supported (sides 1..%d)", img_name(name), fmt,
+                        (long long)w, (long long)h, FMD_IMAGE_MAX_SIDE);
+    if (w * h > fmd_max_image_pixels())
+        return fmd_fail("image '%s': %s size %lld x %lld (%lld pixels) is over the limit of %lld pixels "
+                        "(FMD_MAX_IMAGE_PIXELS overrides)", img_name(name), fmt, (long long)w, (long long)h,
+                        (long long)(w * h), (long long)fmd_max_image_pixels());
     return 0;
 }
 
@@ -252,8 +257,14 @@ fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name) {
 }
 
 fmd_tensor *fmd_image_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fmd_fail_null("image '%s': cannot open: %s", path, strerror(errno));
+    int64_t fsize = 0;
+    FILE *f = fmd_open_regular("image", path, &fsize);
+    if (!f) return NULL;
+    if (fsize > FMD_IMAGE_MAX_FILE_BYTES) {
+        fclose(f);
+        return fmd_fail_null("image '%s': file of %lld bytes is over the limit of %lld", path, (long long)fsize,
+                             (long long)FMD_IMAGE_MAX_FILE_BYTES);
+    }
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -270,6 +281,7 @@ fmd_tensor *fmd_image_load(const char *path) {
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
         if (got == 0) break;
+        if ((int64_t)len > FMD_IMAGE_MAX_FILE_BYTES) break;   /* grew while we read: decode what we have */
     }
     int rerr = ferror(f);
     fclose(f);

@@ -147,6 +147,7 @@ typedef struct pctx {
     int nz;
     uint8_t **bufs;             /* inflated zip entries */
     int depth;                  /* nested rebuild calls */
+    long visits;                /* nodes walked by flatten */
     int nbufs;
 } pctx;
 
@@ -244,6 +245,9 @@ static pv *persistent_load(pctx *c, pv *pid) {
         return perr(c, "persistent id: storage type is not a torch.*Storage class"), NULL;
     if (!num || num->kind != PV_INT || num->i < 0)
         return perr(c, "persistent id: storage size is not a non-negative integer"), NULL;
+    if (num->i > FMD_MAX_NUMEL)   /* so numel * element size cannot wrap */
+        return perr(c, "persistent id: storage of %lld elements is beyond fmd's limit of 2^53",
+                    (long long)num->i), NULL;
     char key[128];
     if (key_str(c, pid->items[2], key, sizeof key)) return NULL;
     pstore *s = store_find(c, key);
@@ -752,6 +756,11 @@ static const uint8_t *zip_read(pctx *c, const zentry *e) {
     const uint8_t *src = c->file + e->data_off;
     const uint8_t *out = src;
     if (e->method == 8) {
+        /* deflate expands at most 1032:1; a larger claimed size is a lie that
+         * would only make us allocate it */
+        if (e->usize / 1032 > e->csize + 1)
+            return perr(c, "zip entry '%s' claims %llu bytes from %llu compressed (damaged file)", e->name,
+                        (unsigned long long)e->usize, (unsigned long long)e->csize), NULL;
         uint8_t **bs = realloc(c->bufs, (size_t)(c->nbufs + 1) * sizeof *bs);
         uint8_t *dst = bs ? malloc(e->usize ? e->usize : 1) : NULL;
         if (bs) c->bufs = bs;
@@ -828,7 +837,7 @@ static pv *load_zip(pctx *c) {
         snprintf(name, sizeof name, "%.*s/data/%s", (int)plen, pkl->name, s->key);
         const zentry *e = zfind(c, name);
         if (!e) return perr(c, "storage '%s' is missing from the archive (%s)", s->key, name), NULL;
-        uint64_t need = (uint64_t)s->numel * (uint64_t)pt_types[s->dtype].size;
+        uint64_t need = (uint64_t)s->numel * (uint64_t)pt_types[s->dtype].size;   /* <= 2^56: numel <= 2^53 */
         if (e->usize < need)
             return perr(c, "storage '%s' holds %llu bytes, %llu expected", s->key,
                         (unsigned long long)e->usize, (unsigned long long)need), NULL;
@@ -883,7 +892,7 @@ static pv *load_legacy(pctx *c) {
         if (cnt != (uint64_t)s->numel)
             return perr(c, "storage '%s' holds %llu elements, %lld expected", key, (unsigned long long)cnt,
                         (long long)s->numel), NULL;
-        uint64_t bytes = cnt * (uint64_t)pt_types[s->dtype].size;
+        uint64_t bytes = cnt * (uint64_t)pt_types[s->dtype].size;   /* cnt = numel <= 2^53: no wrap */
         if (bytes > c->fsize - p)
             return perr(c, "truncated: storage '%s' (%d of %d) needs %llu bytes but only %zu remain",
                         key, i + 1, keys->n, (unsigned long long)bytes, c->fsize - p), NULL;
@@ -921,8 +930,11 @@ static fmd_tensor *make_tensor(pctx *c, const pv *t, const char *name) {
         return perr(c, "tensor '%s' %s (offset %lld) reaches element %lld of a storage of %lld",
                     name, fmd_shape_str(sb, sizeof sb, t->ndim, t->shape), (long long)t->offset,
                     (long long)maxi, (long long)limit), NULL;
+    if (fmd_check_shape("shape", t->ndim, t->shape, NULL))   /* an empty [0 x 2^40 x 2^40] */
+        return perr(c, "tensor '%s': %s", name, fmd_error()), NULL;
     fmd_tensor *out = fmd_empty(t->ndim, t->shape);
-    if (!out || numel == 0) return out;
+    if (!out) return perr(c, "tensor '%s': %s", name, fmd_error()), NULL;
+    if (numel == 0) return out;
     float *dst = fmd_data(out);
     /* drop size-1 dims and merge dims that are contiguous with the next, so
      * a contiguous tensor is one run (a 728x728x1x1 weight is not 530k rows) */
@@ -957,6 +969,8 @@ static fmd_tensor *make_tensor(pctx *c, const pv *t, const char *name) {
 
 static int flatten(pctx *c, const pv *v, char *name, size_t cap, size_t len, int depth, fmd_tensor_dict *out) {
     if (depth > 64) return perr(c, "containers nested more than 64 deep (a cycle?)");
+    /* shared (memo) containers make a DAG whose walk can be exponential */
+    if (++c->visits > (1L << 20)) return perr(c, "more than 2^20 containers and tensors to walk (shared containers?)");
     if (v->kind == PV_TENSOR) {
         const char *nm = name;
         while (!strncmp(nm, "module.", 7)) nm += 7;   /* nn.DataParallel's prefix */
@@ -994,11 +1008,13 @@ static const pv *dict_get(const pv *d, const char *key) {
     return NULL;
 }
 
-static int has_tensor(const pv *v, int depth) {
+/* *budget bounds the nodes visited: memo references can make a container
+ * hold itself twice, and the walk would then take 2^64 steps */
+static int has_tensor(const pv *v, int depth, long *budget) {
     if (v->kind == PV_TENSOR) return 1;
-    if (depth > 64 || (v->kind != PV_DICT && v->kind != PV_LIST && v->kind != PV_TUPLE)) return 0;
+    if (depth > 64 || --*budget < 0 || (v->kind != PV_DICT && v->kind != PV_LIST && v->kind != PV_TUPLE)) return 0;
     for (int i = 0; i < v->n; i++)
-        if (has_tensor(v->items[i], depth + 1)) return 1;
+        if (has_tensor(v->items[i], depth + 1, budget)) return 1;
     return 0;
 }
 
@@ -1009,7 +1025,8 @@ static const pv *find_state_dict(const pv *root) {
         const pv *inner = NULL;
         for (size_t k = 0; k < sizeof keys / sizeof *keys && !inner; k++) {
             const pv *v = dict_get(root, keys[k]);
-            if (v && v->kind == PV_DICT && has_tensor(v, 0)) inner = v;
+            long budget = 1L << 20;
+            if (v && v->kind == PV_DICT && has_tensor(v, 0, &budget)) inner = v;
         }
         if (!inner) break;
         root = inner;
@@ -1023,14 +1040,14 @@ int fmd_pth_load(const char *path, fmd_tensor_dict *out) {
     memset(c, 0, sizeof ctx);
     c->path = path;
     int rc = -1;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return fmd_fail("pth: cannot open %s: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return fmd_fail("pth: %s is not a regular file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fmd_fail("pth: cannot open %s: %s", path, strerror(errno));
-    long sz = -1;
-    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return perr(c, "cannot seek"); }
+    int64_t sz = 0;
+    FILE *f = fmd_open_regular("pth", path, &sz);
+    if (!f) return -1;
+    if ((uint64_t)sz > fmd_max_storage_bytes()) {   /* the file is read whole */
+        fclose(f);
+        return perr(c, "file of %lld bytes is over the limit of %llu (FMD_MAX_TENSOR_BYTES)", (long long)sz,
+                    (unsigned long long)fmd_max_storage_bytes());
+    }
     c->fsize = (size_t)sz;
     c->file = malloc(c->fsize ? c->fsize : 1);
     if (!c->file) { fclose(f); return perr(c, "out of memory reading %zu bytes", c->fsize); }

@@ -225,11 +225,8 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e) {
 
 int fmd_safetensors_load(const char *path, fmd_tensor_dict *out) {
     memset(out, 0, sizeof *out);
-    struct stat sb;
-    if (stat(path, &sb) != 0) return fmd_fail("safetensors: cannot open %s: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return fmd_fail("safetensors: %s is not a regular file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fmd_fail("safetensors: cannot open %s: %s", path, strerror(errno));
+    FILE *f = fmd_open_regular("safetensors", path, NULL);
+    if (!f) return -1;
     char *header = NULL;
     uint8_t *data = NULL;
     cJSON *root = NULL;
@@ -276,6 +273,11 @@ int fmd_safetensors_load(const char *path, fmd_tensor_dict *out) {
         }
 
     uint64_t dsize = (uint64_t)fsize - 8 - hlen;
+    if (dsize > fmd_max_storage_bytes()) {   /* the data is read whole */
+        fmd_fail("safetensors: %s: %llu bytes of data, more than the limit of %llu (FMD_MAX_TENSOR_BYTES)", path,
+                 (unsigned long long)dsize, (unsigned long long)fmd_max_storage_bytes());
+        goto done;
+    }
     int n = cJSON_GetArraySize(root);
     ents = calloc((size_t)(n ? n : 1), sizeof *ents);
     if (!ents) { fmd_fail("safetensors: %s: out of memory", path); goto done; }
@@ -331,8 +333,13 @@ int fmd_safetensors_load(const char *path, fmd_tensor_dict *out) {
     if (fread(data, 1, dsize, f) != dsize) { fmd_fail("safetensors: %s: short read of the data", path); goto done; }
 
     for (int i = 0; i < ne; i++) {
-        fmd_tensor *t = fmd_empty(ents[i].ndim, ents[i].shape);
-        if (!t) goto done;
+        fmd_tensor *t = fmd_empty(ents[i].ndim, ents[i].shape);   /* checks the limits (an empty [0 x 2^40 x 2^40]) */
+        if (!t) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", fmd_error());
+            fmd_fail("safetensors: %s: tensor '%s': %s", path, ents[i].name, why);
+            goto done;
+        }
         st_convert(ents[i].dtype, data + ents[i].begin, fmd_numel(t), fmd_data(t));
         int r = fmd_tensor_dict_add(out, ents[i].name, t);
         fmd_release(t);

@@ -1,8 +1,11 @@
 /* tensor.c - errors, storage, tensor lifetime, creation, RNG, views, copies. */
 #include "fmd.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -33,6 +36,91 @@ char *fmd_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
         k += (size_t)snprintf(buf + k, n - k, i ? " x %lld" : "%lld", (long long)shape[i]);
     if (k < n) snprintf(buf + k, n - k, "]");
     return buf;
+}
+
+/* ----------------------------------------------------------- checked sizes */
+int fmd_check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel) {
+    char a[160];
+    if (ndim < 0 || ndim > FMD_MAX_DIMS)
+        return fmd_fail("%s: %d dims requested, fmd supports 0..%d", op, ndim, FMD_MAX_DIMS);
+    int64_t n = 1, extent = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return fmd_fail("%s: size %lld of dim %d is negative", op, (long long)shape[i], i + 1);
+        if (fmd_checked_mul(extent, shape[i] ? shape[i] : 1, &extent) || extent > FMD_MAX_NUMEL)
+            return fmd_fail("%s: shape %s is too large: its sizes multiply to more than 2^53 "
+                            "(fmd's limit; sizes 0 count as 1)", op, fmd_shape_str(a, sizeof a, ndim, shape));
+        n *= shape[i];   /* n <= extent: cannot overflow */
+    }
+    if (numel) *numel = n;
+    return 0;
+}
+
+static uint64_t parse_bytes(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return 0;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024.0; end++; break;
+    case 'm': case 'M': v *= 1048576.0; end++; break;
+    case 'g': case 'G': v *= 1073741824.0; end++; break;
+    case 't': case 'T': v *= 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v >= 1.8e19) return 0;
+    return (uint64_t)v;
+}
+
+uint64_t fmd_max_storage_bytes(void) {
+    static _Atomic uint64_t limit;   /* computed once; races compute the same value */
+    uint64_t l = atomic_load(&limit);
+    if (l) return l;
+    const char *env = getenv("FMD_MAX_TENSOR_BYTES");
+    l = env ? parse_bytes(env) : 0;
+    if (!l) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        l = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : (UINT64_C(1) << 34);
+        if (l > (UINT64_C(1) << 39)) l = UINT64_C(1) << 39;
+    }
+    atomic_store(&limit, l);
+    return l;
+}
+
+FILE *fmd_open_regular(const char *what, const char *path, int64_t *size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return fmd_fail_null("%s: cannot open %s: %s", what, path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return fmd_fail_null("%s: cannot stat %s: %s", what, path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return fmd_fail_null("%s: %s is not a regular file (%s)", what, path,
+                             S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a pipe"
+                             : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "a special file");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return fmd_fail_null("%s: cannot open %s: %s", what, path, strerror(e));
+    }
+    if (size) *size = (int64_t)sb.st_size;
+    return f;
+}
+
+int64_t fmd_max_image_pixels(void) {
+    static _Atomic int64_t limit;
+    int64_t l = atomic_load(&limit);
+    if (l) return l;
+    const char *env = getenv("FMD_MAX_IMAGE_PIXELS");
+    l = env ? (int64_t)parse_bytes(env) : 0;
+    if (l <= 0 || l > ((int64_t)1 << 32)) l = (int64_t)1 << 26;
+    atomic_store(&limit, l);
+    return l;
 }
 
 /* ----------------------------------------------------------------- storage */
@@ -111,7 +199,18 @@ void fmd_release_cached_memory(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
-static fmd_storage *storage_new(int64_t size) {
+/* size elements, already checked by fmd_check_shape (<= 2^53); shape is
+ * for the message */
+static fmd_storage *storage_new(int64_t size, int ndim, const int64_t *shape) {
+    /* refuse before malloc: a request the machine cannot hold would be
+     * fatal under ASan and useless (or OOM-killed) otherwise */
+    uint64_t limit = fmd_max_storage_bytes();
+    if ((uint64_t)size > limit / sizeof(float)) {
+        char a[160];
+        return fmd_fail_null("cannot allocate a %s tensor: %.1f GB, more than the limit of %.1f GB "
+                             "(physical memory; FMD_MAX_TENSOR_BYTES overrides)",
+                             fmd_shape_str(a, sizeof a, ndim, shape), (double)size * 4 / 1e9, (double)limit / 1e9);
+    }
     fmd_storage *s = malloc(sizeof *s);
     if (!s) return fmd_fail_null("out of memory allocating a storage");
     size_t bytes = storage_bytes(size);
@@ -141,6 +240,7 @@ static void storage_release(fmd_storage *s) {
 }
 
 /* ------------------------------------------------------------------ tensor */
+/* every header passed fmd_check_shape, so this cannot overflow */
 int64_t fmd_numel(const fmd_tensor *t) {
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
@@ -180,14 +280,17 @@ void fmd_release(fmd_tensor *t) {
     }
 }
 
+/* strides <= extent <= 2^53 (checked by tensor_over's caller) */
 static void set_contiguous_strides(fmd_tensor *t) {
     int64_t s = 1;
-    for (int i = t->ndim - 1; i >= 0; i--) { t->stride[i] = s; s *= t->shape[i]; }
+    for (int i = t->ndim - 1; i >= 0; i--) { t->stride[i] = s; s *= t->shape[i] ? t->shape[i] : 1; }
 }
 
 /* a tensor header over storage s (takes the caller's storage reference) */
 static fmd_tensor *tensor_over(fmd_storage *s, int64_t offset, int ndim, const int64_t *shape,
                                const int64_t *stride) {
+    /* the one gate every tensor header passes: no shape beyond the limits */
+    if (fmd_check_shape("tensor", ndim, shape, NULL)) { storage_release(s); return NULL; }
     fmd_tensor *t = calloc(1, sizeof *t);
     if (!t) { storage_release(s); return fmd_fail_null("out of memory"); }
     t->storage = s;
@@ -200,29 +303,16 @@ static fmd_tensor *tensor_over(fmd_storage *s, int64_t offset, int ndim, const i
     return t;
 }
 
-static int check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel) {
-    if (ndim < 0 || ndim > FMD_MAX_DIMS)
-        return fmd_fail("%s: %d dims requested, fmd supports 0..%d", op, ndim, FMD_MAX_DIMS);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return fmd_fail("%s: size %lld of dim %d is negative", op, (long long)shape[i], i + 1);
-        if (shape[i] > 0 && n > INT64_MAX / 4 / shape[i]) return fmd_fail("%s: shape is too large", op);
-        n *= shape[i];
-    }
-    *numel = n;
-    return 0;
-}
-
-fmd_tensor *fmd_empty(int ndim, const int64_t *shape) {
+static fmd_tensor *empty_op(const char *op, int ndim, const int64_t *shape) {
     int64_t n = 0;
-    if (check_shape("empty", ndim, shape, &n)) return NULL;
-    fmd_storage *s = storage_new(n);
+    if (fmd_check_shape(op, ndim, shape, &n)) return NULL;
+    fmd_storage *s = storage_new(n, ndim, shape);
     if (!s) return NULL;
     return tensor_over(s, 0, ndim, shape, NULL);
 }
 
-fmd_tensor *fmd_full(int ndim, const int64_t *shape, float value) {
-    fmd_tensor *t = fmd_empty(ndim, shape);
+static fmd_tensor *full_op(const char *op, int ndim, const int64_t *shape, float value) {
+    fmd_tensor *t = empty_op(op, ndim, shape);
     if (!t) return NULL;
     float *d = t->storage->data;
     int64_t n = fmd_numel(t);
@@ -231,7 +321,9 @@ fmd_tensor *fmd_full(int ndim, const int64_t *shape, float value) {
     return t;
 }
 
-fmd_tensor *fmd_zeros(int ndim, const int64_t *shape) { return fmd_full(ndim, shape, 0.0f); }
+fmd_tensor *fmd_empty(int ndim, const int64_t *shape) { return empty_op("empty", ndim, shape); }
+fmd_tensor *fmd_full(int ndim, const int64_t *shape, float value) { return full_op("full", ndim, shape, value); }
+fmd_tensor *fmd_zeros(int ndim, const int64_t *shape) { return full_op("zeros", ndim, shape, 0.0f); }
 fmd_tensor *fmd_empty_like(const fmd_tensor *t) { return fmd_empty(t->ndim, t->shape); }
 fmd_tensor *fmd_zeros_like(const fmd_tensor *t) { return fmd_zeros(t->ndim, t->shape); }
 
@@ -249,6 +341,8 @@ fmd_tensor *fmd_arange(double start, double stop, double step) {
         return fmd_fail_null("arange: step must be non-zero and bounds finite (got %g, %g, %g)", start, stop, step);
     double n = ceil((stop - start) / step);
     if (n < 0) n = 0;
+    if (!(n <= (double)FMD_MAX_NUMEL))   /* also inf and nan: (int64_t) of those is undefined */
+        return fmd_fail_null("arange: %g to %g by %g has more than 2^53 elements", start, stop, step);
     int64_t len = (int64_t)n;
     fmd_tensor *t = fmd_empty(1, &len);
     if (!t) return NULL;
@@ -412,7 +506,12 @@ fmd_tensor *fmd_view(fmd_tensor *t, int ndim, const int64_t *shape_in) {
             infer = i;
         } else if (shape[i] < 0) {
             return fmd_fail_null("view: invalid size %lld", (long long)shape[i]);
-        } else known *= shape[i];
+        }
+    }
+    {   /* the known sizes alone must pass the limits (else the product wraps) */
+        int64_t ks[FMD_MAX_DIMS] = {0};
+        for (int i = 0; i < ndim; i++) ks[i] = i == infer ? 1 : shape[i];
+        if (fmd_check_shape("view", ndim, ks, &known)) return NULL;
     }
     if (infer >= 0) {
         if (known == 0 || n % known)
@@ -434,7 +533,8 @@ fmd_tensor *fmd_view(fmd_tensor *t, int ndim, const int64_t *shape_in) {
     int64_t tensor_numel = 1, view_numel = 1;
     int ok = 1;
     if (n == 0) {
-        for (int i = ndim - 1, s = 1; i >= 0; i--) { stride[i] = s; s *= shape[i] ? shape[i] : 1; }
+        int64_t s = 1;   /* <= extent, checked above */
+        for (int i = ndim - 1; i >= 0; i--) { stride[i] = s; s *= shape[i] ? shape[i] : 1; }
     } else {
         for (int td = t->ndim - 1; td >= 0; td--) {
             tensor_numel *= t->shape[td];
@@ -503,9 +603,9 @@ static fmd_tensor *narrow_impl(fmd_tensor *t, int dim, int64_t start, int64_t le
     if (dim < 0 || dim >= t->ndim)
         return fmd_fail_null("%s: dim %d out of range for %s", is_select ? "select" : "narrow", dim + 1,
                              fmd_shape_str(a, sizeof a, t->ndim, t->shape));
-    if (start < 0 || len < 0 || start + len > t->shape[dim])
-        return fmd_fail_null("%s: range %lld..%lld out of bounds 1..%lld of dim %d of %s",
-                             is_select ? "select" : "narrow", (long long)start + 1, (long long)(start + len),
+    if (start < 0 || len < 0 || start > t->shape[dim] || len > t->shape[dim] - start)   /* no start + len: it may wrap */
+        return fmd_fail_null("%s: range %.0f..%.0f out of bounds 1..%lld of dim %d of %s",
+                             is_select ? "select" : "narrow", (double)start + 1, (double)start + (double)len,
                              (long long)t->shape[dim], dim + 1, fmd_shape_str(a, sizeof a, t->ndim, t->shape));
     int64_t shape[FMD_MAX_DIMS], stride[FMD_MAX_DIMS];
     int nd = 0;
@@ -573,7 +673,8 @@ fmd_tensor *fmd_index_select(fmd_tensor *t, int dim, const fmd_tensor *idx) {
 
 fmd_tensor *fmd_expand(fmd_tensor *t, int ndim, const int64_t *shape) {
     char a[128], b[128];
-    if (ndim < t->ndim) goto bad;
+    if (ndim < t->ndim || ndim > FMD_MAX_DIMS) goto bad;
+    if (fmd_check_shape("expand", ndim, shape, NULL)) return NULL;
     int64_t stride[FMD_MAX_DIMS];
     for (int i = ndim - 1, j = t->ndim - 1; i >= 0; i--, j--) {
         if (j >= 0 && t->shape[j] == shape[i]) stride[i] = t->stride[j];
