@@ -28,6 +28,9 @@ function explain.compute_gradient_saliency_maps(samples, true_labels, model)
   return explain.saliency(model, samples, true_labels)
 end
 
+-- deletion/insertion curves of maps (faithfulness.lua; scripts/explain_eval.lua)
+explain.faithfulness = require "fmd.explain.faithfulness"
+
 explain.normalize = util.normalize
 explain.upsample = util.upsample
 explain.METHODS = {"saliency", "smoothgrad", "integrated_gradients", "gradcam", "gradcampp", "layercam", "hirescam"}
