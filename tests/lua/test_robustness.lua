@@ -40,3 +40,100 @@ test("random argument lists never crash", function()
   expect(calls > 5000, "calls made: " .. calls)
   expect(#bad == 0, "non-string errors from: " .. table.concat(bad, ", "))
 end)
+
+-- ------------------------------------------------ checked sizes (issue 12)
+-- Shapes whose products wrap int64 were accepted (zeros(0):view(2^32, 2^32)
+-- has 2^64 = 0 elements) and then read garbage. Every size is now checked
+-- against 2^53 (sizes 0 count as 1) and every allocation against the
+-- storage limit before malloc.
+test("sizes at 2^31, 2^32, 2^53, 2^63 and their products are clear errors", function()
+  expect_error(function()
+    local v = fmd.zeros(0):view(4294967296, 4294967296)
+    for i = 1, 100000 do v[1][i] = 42 end
+  end, "view: shape [4294967296 x 4294967296] is too large")
+  expect_error(function() return fmd.zeros(0):view(2^32, -1, 2^32) end, "too large")
+  expect_error(function() return fmd.zeros(0, 2^40, 2^40) end, "zeros: shape [0 x 1099511627776 x 1099511627776] is too large")
+  expect_error(function() return fmd.ones(1):expand(2^32, 2^32) end, "expand: shape")
+  expect_error(function() return fmd.ones(1):expand(2^32, 2^32):numel() end, "too large")
+  expect_error(function() return fmd.zeros(2^31, 2^31) end, "too large")
+  expect_error(function() return fmd.zeros((1 << 53) + 1) end, "too large")
+  expect_error(function() return fmd.zeros(math.maxinteger) end, "too large")
+  expect_error(function() return fmd.zeros(2^63) end, "integer")          -- not representable
+  expect_error(function() return fmd.zeros(-2^63) end, "negative")
+  expect_error(function() return fmd.zeros(2, 2^31, 2^31) end, "too large")
+  -- allowed shapes at the limit: no memory needed
+  expect_eq(fmd.zeros(0, 2^26, 2^27):numel(), 0)
+  expect_eq(fmd.ones(1):expand(2^26, 2^27):numel(), 2^53 // 1)
+  -- 2^53 floats fit the shape limit but not the machine: refused before malloc
+  expect_error(function() return fmd.zeros(2^53) end, "more than the limit")
+  expect_error(function() return fmd.empty(2^31, 2^10) end, "FMD_MAX_TENSOR_BYTES")
+  expect_error(function() return fmd.randn(1e12, 7) end, "cannot allocate a [1000000000000 x 7] tensor")
+  expect_error(function() return fmd.zeros(5):narrow(1, 2^62, 2^62) end, "out of bounds")
+  expect_error(function() return fmd.arange(0, 1e300, 1e-300) end, "2^53")
+end)
+
+local function st_file(path, header, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(string.pack("<I8", #header), header, data or "")
+  f:close()
+end
+
+test("crafted safetensors with wrapping sizes are refused", function()
+  local p = os.tmpname()
+  st_file(p, '{"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}}')
+  expect_error(function() return fmd.load_safetensors(p) end, "tensor 'w': empty: shape [0 x 4294967296 x 4294967296] is too large")
+  -- 2^32 * 2^32 * 4 bytes wraps to 0 = the data size
+  st_file(p, '{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}')
+  expect_error(function() return fmd.load_safetensors(p) end, "needs")
+  st_file(p, '{"w":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,4]}}', "\0\0\0\0")
+  expect_error(function() return fmd.load_safetensors(p) end, "needs")
+  st_file(p, '{"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551616]}}', "\0\0\0\0")
+  expect_error(function() return fmd.load_safetensors(p) end, "data_offsets")
+  local f = assert(io.open(p, "wb")); f:write(string.pack("<I8", math.mininteger), "{}"); f:close()
+  expect_error(function() return fmd.load_safetensors(p) end, "header length")
+  os.remove(p)
+end)
+
+-- a PNG header claiming w x h, no pixel data
+local function crc32(s)
+  local crc = 0xffffffff
+  for i = 1, #s do
+    crc = crc ~ s:byte(i)
+    for _ = 1, 8 do crc = (crc >> 1) ~ (0xedb88320 & -(crc & 1)) end
+  end
+  return ~crc & 0xffffffff
+end
+local function png_header(w, h)
+  local ihdr = "IHDR" .. string.pack(">I4I4BBBBB", w, h, 8, 2, 0, 0, 0)
+  local idat, iend = "IDAT", "IEND"
+  return "\137PNG\r\n\26\n" .. string.pack(">I4", 13) .. ihdr .. string.pack(">I4", crc32(ihdr))
+    .. string.pack(">I4", 0) .. idat .. string.pack(">I4", crc32(idat))
+    .. string.pack(">I4", 0) .. iend .. string.pack(">I4", crc32(iend))
+end
+
+test("a 16384 x 16384 PNG is refused before decoding (limit 2^26 pixels, overridable)", function()
+  expect_error(function() return fmd.decode_image(png_header(16384, 16384), "big.png") end,
+    "image 'big.png': PNG size 16384 x 16384 (268435456 pixels) is over the limit of 67108864 pixels")
+  expect_error(function() return fmd.decode_image(png_header(70000, 1), "wide.png") end, "sides 1..65535")
+  expect_error(function() return fmd.decode_image(png_header(0, 5), "zero.png") end, "")
+  -- under the limit the header passes and decoding fails on the missing data
+  expect_error(function() return fmd.decode_image(png_header(1000, 1000), "ok.png") end, "bad PNG")
+  local p = os.tmpname()
+  local f = assert(io.open(p, "wb")); f:write(png_header(100, 100)); f:close()
+  local fmdbin = arg and arg[-1] or "fmd"
+  local out = io.popen(("FMD_MAX_IMAGE_PIXELS=1000 %s -e 'print(pcall(fmd.load_image, %q))' 2>&1")
+    :format(fmdbin, p)):read("a")
+  expect(out:find("(10000 pixels) is over the limit of 1000 pixels", 1, true), out)
+  os.remove(p)
+end)
+
+test("readers refuse pipes and directories without blocking", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. " && mkfifo " .. dir .. "/fifo"))
+  for _, f in ipairs({"load_image", "load_safetensors", "load_pth"}) do
+    expect_error(function() return fmd[f](dir .. "/fifo") end, "is not a regular file (a pipe)")
+    expect_error(function() return fmd[f](dir) end, "is not a regular file (a directory)")
+  end
+  os.execute("rm -rf " .. dir)
+end)
