@@ -137,3 +137,14 @@ test("readers refuse pipes and directories without blocking", function()
   end
   os.execute("rm -rf " .. dir)
 end)
+
+test("a safetensors file whose header length's low byte is 0x80 is not taken for a .pth", function()
+  local models = require "fmd.models"
+  local p = os.tmpname()
+  local h = '{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+  h = h .. (" "):rep(0x80 - #h)
+  st_file(p, h, string.pack("<f", 1.5))
+  local sd = models.read_xception_state(p)
+  expect_eq(sd.w[1], 1.5)
+  os.remove(p)
+end)
