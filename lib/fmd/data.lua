@@ -75,7 +75,7 @@ function M.FacesDataset(root, transform)
   end
   if not C.sys.is_dir(root) then
     error(("FacesDataset: '%s' %s (expected a folder with real/ and fake/ sub-folders of images)"):format(
-      root, C.sys.is_file(root) and "is not a folder" or "does not exist"), 2)
+      root, C.sys.is_file(root) and "is not a folder" or "does not exist"), 0)   -- the path says it all: no position
   end
   local paths, labels, skipped = {}, {}, {}
   local counts = {}
