@@ -127,7 +127,7 @@ function M.load_dataset(name, part, opts)
     tf = t
   end
   local ok, ds = pcall(M.FacesDataset, root, tf)
-  if not ok then error(ds, 2) end
+  if not ok then error(ds, 0) end   -- already names the folder
   return ds
 end
 
