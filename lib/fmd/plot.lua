@@ -148,6 +148,10 @@ local function axis_lines(opts)
     L[#L + 1] = ("set label %s at %.17g,%.17g point pt 7 ps 1.8 lc rgb '#000000' offset 1,1 front")
       :format(gq(m.label or ""), m.x, m.y)
   end
+  for _, m in ipairs(opts.labels or {}) do
+    L[#L + 1] = ("set label %s at %.17g,%.17g offset 1.2,0.6 font %s textcolor rgb '#333333' front")
+      :format(gq(m.label or ""), m.x, m.y, gq(FONT .. ",9"))
+  end
   return L
 end
 
@@ -183,6 +187,7 @@ end
 -- xrange/yrange = {lo, hi}, logx, logy, xtics (step, or a list of values or
 -- {label, value}), key ("top right", "bottom right", ...), grid (default
 -- true), size = {w, h} (default 800 x 560), marker = list of {x=, y=, label=}
+-- (a large point, labelled), labels = list of {x=, y=, label=} (text only)
 function plot.lines(path, series, opts) return draw("lines", path, series, opts) end
 
 local function relabel(curves, fx, fy)

@@ -10,13 +10,16 @@
 local fmd = require "fmd"
 local models = {}
 
-local BUILTIN = {"SimpleNet", "Xception", "XceptionBased"}
+local BUILTIN = {"SimpleNet", "Xception", "XceptionBased", "bonus"}
+-- names whose file is called otherwise (the course's bonus_model.py)
+local FILES = {bonus = "bonus_model"}
 
 local function lib_dir()
   return (package.fmd_lib or "lib") .. "/fmd/models"
 end
 
 local function candidates(name)
+  name = FILES[name] or name
   return {"models/" .. name .. ".lua", name .. ".lua", lib_dir() .. "/" .. name .. ".lua"}
 end
 
@@ -158,6 +161,35 @@ function models.load_xception_weights(model, path)
   end
   model:load_state_dict(backbone, false)
   return model
+end
+
+-- multiply-accumulates of one forward pass of an input of `shape` (e.g.
+-- {1, 3, 256, 256}), counted on Conv2d and Linear layers (what dominates;
+-- BatchNorm, ReLU and pooling are a few percent more): conv out.numel *
+-- in/groups * kh * kw, linear batch * in * out. FLOPs are about 2x MACs.
+function models.count_macs(model, shape)
+  local macs, handles = 0, {}
+  for _, m in model:named_modules() do
+    local kind = m.__short_name
+    if kind == "Conv2d" then
+      handles[#handles + 1] = m:register_forward_hook(function(mod, _, out)
+        macs = macs + out:numel() * (mod.in_channels // mod.groups) * mod.kernel_size[1] * mod.kernel_size[2]
+      end)
+    elseif kind == "Linear" then
+      handles[#handles + 1] = m:register_forward_hook(function(mod, input, out)
+        macs = macs + out:numel() * input[1]:size(-1)
+      end)
+    end
+  end
+  local was_training = model.training
+  local ok, err = pcall(function()
+    model:eval()
+    fmd.no_grad(function() model(fmd.zeros(shape)) end)
+  end)
+  for _, h in ipairs(handles) do h.remove() end
+  model:train(was_training)
+  if not ok then error(err, 0) end
+  return macs
 end
 
 return models

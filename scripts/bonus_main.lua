@@ -1,0 +1,120 @@
+-- Evaluate the bonus model the way the course's bonus_main did, on the test
+-- split of the deepfake data set: test AUC of the fake score, accuracy,
+-- trainable parameters, plus forward MACs/FLOPs per image and single-image
+-- CPU latency. Writes out/bonus_metrics.json and figures/bonus_tradeoff.png
+-- (AUC against parameters for SimpleNet, XceptionBased and every bonus
+-- design trained, from out/bonus_designs.json).
+--
+--   fmd scripts/bonus_main.lua --data-root ../shared/data -d deepfake_dev
+local fmd = require "fmd"
+local cli = require "fmd.cli"
+local models = require "fmd.models"
+
+local opts = cli.parse(arg, {
+  name = "scripts/bonus_main.lua",
+  description = "Evaluate checkpoints/bonus.safetensors on <data-root>/<dataset>/test; write out/bonus_metrics.json "
+    .. "and figures/bonus_tradeoff.png.",
+  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
+  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
+  {"--checkpoint_path", "-cpp", default = "checkpoints/bonus.safetensors", metavar = "PATH", help = "bonus checkpoint"},
+  {"--out-dir", default = "figures", metavar = "DIR", help = "where the figure is written"},
+  {"--latency-runs", type = "integer", default = 30, min = 1, help = "timed single-image forwards (median reported)"},
+  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
+})
+if opts.threads then fmd.set_num_threads(opts.threads) end
+
+local json = require "fmd.json"
+local metrics = require "fmd.metrics"
+local plot = require "fmd.plot"
+local analysis = require "fmd.analysis"
+
+local Bonus = models.class("bonus")
+local model = Bonus.my_bonus_model(opts.checkpoint_path)
+local ds = analysis.dataset(opts, "test")
+local r = analysis.run(model, ds, {label = "test"})
+local auc = metrics.roc_auc(r.b, r.labels)
+local correct = 0
+for i, y in ipairs(r.labels) do
+  if ((r.b[i] > r.a[i]) and 1 or 0) == y then correct = correct + 1 end
+end
+local acc = 100 * correct / #r.labels
+local nparams = models.get_nof_params(model)
+local macs = models.count_macs(model, {1, 3, 256, 256})
+
+-- single-image latency: median of timed eval forwards after warm-up
+local x = fmd.stack_batch({(ds:get(1))}, {0})
+local times = {}
+fmd.no_grad(function()
+  for _ = 1, 3 do model(x) end
+  for i = 1, opts.latency_runs do
+    local t0 = fmd.sys.now()
+    model(x)
+    times[i] = fmd.sys.now() - t0
+  end
+end)
+table.sort(times)
+local latency = times[(#times + 1) // 2]
+
+print(("bonus model (%s) on %s test (%d images): AUC %.4f, accuracy %.2f %%"):format(model.design_name,
+  opts.dataset, #r.labels, auc, acc))
+print(("%s trainable parameters, %.1f M MACs (%.1f M FLOPs) per 256x256 image, latency %.1f ms (batch 1, %d threads)")
+  :format(models.format_count(nparams), macs / 1e6, 2 * macs / 1e6, 1000 * latency, fmd.get_num_threads()))
+
+fmd.sys.mkdir("out")
+json.write_file("out/bonus_metrics.json", {
+  __order = {"dataset", "design", "checkpoint", "test_images", "test_auc", "test_acc", "params", "macs", "flops",
+             "latency_ms", "threads"},
+  dataset = opts.dataset, design = model.design_name, checkpoint = opts.checkpoint_path, test_images = #r.labels,
+  test_auc = auc, test_acc = acc, params = nparams, macs = macs, flops = 2 * macs, latency_ms = 1000 * latency,
+  threads = fmd.get_num_threads()})
+print("wrote out/bonus_metrics.json")
+
+-- the trade-off figure: x = parameters (log), y = AUC
+local series = {}
+local designs = {x = {}, y = {}, title = "bonus designs (val AUC)", style = "points", pt = 6, ps = 1.6}
+local labels = {}
+if fmd.sys.is_file("out/bonus_designs.json") then
+  for _, row in ipairs(json.read_file("out/bonus_designs.json")) do
+    if row.dataset == opts.dataset then
+      designs.x[#designs.x + 1], designs.y[#designs.y + 1] = row.params, row.val_auc
+      labels[#labels + 1] = {x = row.params, y = row.val_auc, label = row.design}
+    end
+  end
+end
+if #designs.x > 0 then series[#series + 1] = designs end
+-- the course models on the same data set: test AUC at their best val epoch
+local baselines = {x = {}, y = {}, title = "course models (test AUC)", style = "points", pt = 5, ps = 1.6,
+                   color = "#444444"}
+for _, name in ipairs{"SimpleNet", "XceptionBased"} do
+  local log_path = ("out/%s_%s_Adam.json"):format(opts.dataset, name)
+  if fmd.sys.is_file(log_path) then
+    local runs = json.read_file(log_path)
+    local L = runs[#runs]
+    if L and L.val_acc and #L.val_acc > 0 then
+      local best = 1
+      for i, v in ipairs(L.val_acc) do if v > L.val_acc[best] then best = i end end
+      local p = models.get_nof_params(models.load_model(name))
+      baselines.x[#baselines.x + 1], baselines.y[#baselines.y + 1] = p, L.test_auc[best]
+      labels[#labels + 1] = {x = p, y = L.test_auc[best], label = name}
+    end
+  end
+end
+if #baselines.x > 0 then series[#series + 1] = baselines end
+series[#series + 1] = {x = {nparams}, y = {auc}, title = ("chosen: %s (test AUC %.3f)"):format(model.design_name, auc),
+                       style = "points", pt = 7, ps = 2.4, color = "#d62728"}
+local lo, hi, ylo = 1e9, 0, 0.4
+for _, s in ipairs(series) do
+  for i, v in ipairs(s.x) do lo, hi, ylo = math.min(lo, v), math.max(hi, v), math.min(ylo, s.y[i] - 0.05) end
+end
+local tics = {}
+for e = 2, 9 do
+  local v = 10 ^ e
+  if v >= lo / 3 and v <= hi * 3 then
+    tics[#tics + 1] = {({"100", "1k", "10k", "100k", "1M", "10M", "100M", "1G"})[e - 1], v}
+  end
+end
+fmd.sys.mkdir(opts.out_dir)
+local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series, {title = ("Test AUC against size on %s"):format(opts.dataset), xlabel = "trainable parameters (log scale)",
+           ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 3, hi * 3}, yrange = {math.max(0, ylo), 1.0}, xtics = tics,
+           key = "bottom right", labels = labels})
+print("wrote " .. path)
