@@ -17,7 +17,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$top"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 force=0 from="" quick=0 list=0 root=${FMD_DATA:-} fakes=fakes_dataset synth=synthetic_dataset work=""
 while (($#)); do
   case $1 in
