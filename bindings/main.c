@@ -203,6 +203,7 @@ static char **complete(const char *text, int start, int end) {
     lua_State *L = globalL;
     rl_attempted_completion_over = 1;   /* no fallback to readline's file names */
     rl_completion_append_character = '\0';
+    rl_completion_suppress_quote = 1;   /* inside "...", the user's own quote closes it */
     for (int i = 0; i < ncompletions; i++) free(completions[i]);
     free(completions);
     completions = NULL;
@@ -240,7 +241,8 @@ static void repl(lua_State *L) {
     if (interactive_tty && hist) read_history(hist);
     /* no '.', ':' or '/': a word is a name path (fmd.nn.Li, x:si) or a
        file name inside a string */
-    rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*%^#~[]";
+    rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*%^#~[]?";
+    rl_basic_quote_characters = "";   /* else a word after `"` gets a second `"` appended */
     rl_attempted_completion_function = complete;
     globalL = L;
 #endif
@@ -280,6 +282,7 @@ static void usage(void) {
             "usage: %s [options] [script [args]]\n"
             "  -e code     run code\n"
             "  -i          enter the REPL after running the script\n"
+            "  --seed N    fmd.manual_seed(N) first (default: seeded from the clock)\n"
             "  -v, --version  print the version\n"
             "  -h, --help  this help\n"
             "With no script, fmd starts the REPL (`fmd` is loaded as a global).\n",
@@ -309,6 +312,7 @@ static int pmain(lua_State *L) {
     int argc = (int)lua_tointeger(L, 1);
     char **argv = lua_touserdata(L, 2);
     int interactive = 0, ran = 0, script = 0;
+    const char *seed = NULL;   /* --seed N: fmd.manual_seed(N) before anything runs */
     luaL_openlibs(L);
     set_paths(L);
     int i;
@@ -319,6 +323,16 @@ static int pmain(lua_State *L) {
         if (!strcmp(a, "-v") || !strcmp(a, "--version")) { printf("fmd %s (%s)\n", FMD_VERSION, LUA_RELEASE); ran = 1; continue; }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); lua_pushboolean(L, 1); return 1; }
         if (!strcmp(a, "-i")) { interactive = 1; continue; }
+        if (!strcmp(a, "--seed")) {
+            char *end = NULL;
+            if (++i < argc) strtoll(argv[i], &end, 10);
+            if (i >= argc || !end || end == argv[i] || *end) {
+                fprintf(stderr, "%s: --seed needs an integer (fmd --seed 0 ...)\n", progname);
+                return 0;
+            }
+            seed = argv[i];
+            continue;
+        }
         if (!strcmp(a, "-e")) {
             if (++i >= argc) { fprintf(stderr, "%s: -e needs an argument\n", progname); usage(); return 0; }
             continue;   /* run after fmd is loaded, below */
@@ -328,6 +342,13 @@ static int pmain(lua_State *L) {
         return 0;
     }
     if (load_fmd(L) != LUA_OK) return 0;
+    if (seed) {
+        lua_getglobal(L, "fmd");
+        lua_getfield(L, -1, "manual_seed");
+        lua_remove(L, -2);
+        lua_pushinteger(L, (lua_Integer)strtoll(seed, NULL, 10));
+        if (report(L, docall(L, 1, 0)) != LUA_OK) return 0;
+    }
     for (int k = 1; k < (script ? script : argc); k++) {
         if (!strcmp(argv[k], "-e") && k + 1 < argc) {
             const char *code = argv[++k];

@@ -9,10 +9,11 @@ local repl = {}
 
 ------------------------------------------------------------------ colour
 
--- colour only when stdout is a terminal and NO_COLOR is unset (no-color.org)
+-- colour only when stdout is a terminal, NO_COLOR is unset (no-color.org)
+-- and the terminal is not TERM=dumb
 function repl.use_colour()
   local nc = os.getenv("NO_COLOR")
-  return fmd.sys.isatty(1) and (nc == nil or nc == "")
+  return fmd.sys.isatty(1) and (nc == nil or nc == "") and os.getenv("TERM") ~= "dumb"
 end
 
 local COLOURS = {number = "36", string = "32", boolean = "35", ["nil"] = "35", key = "1", type = "33",
@@ -168,18 +169,35 @@ local function big(v, depth)
   return false
 end
 
--- results[n] is the n-th printed result (weak values: never keeps memory)
-repl.results = setmetatable({}, {__mode = "v"})
-local last = setmetatable({}, {__mode = "v"})   -- the weak `_`
+-- repl.results[n] is the n-th printed result, repl.results.n their count.
+-- Small results are kept (the last HISTORY of them); big ones only weakly,
+-- so they live exactly as long as the user's own references.
+repl.HISTORY = 100
+local strong, weak = {}, setmetatable({}, {__mode = "v"})
 local count = 0
+repl.results = setmetatable({}, {
+  __index = function(_, k)
+    if k == "n" then return count end
+    if math.type(k) == "integer" then
+      local v = strong[k]
+      if v == nil then v = weak[k] end
+      return v
+    end
+  end,
+  __len = function() return count end,
+  __newindex = function() error("repl.results is read-only", 2) end,
+})
+local last = setmetatable({}, {__mode = "v"})   -- the weak `_`
 
 local function remember(v)
   count = count + 1
-  repl.results[count] = v
+  strong[count - repl.HISTORY] = nil
   if big(v) then
+    weak[count] = v
     rawset(_G, "_", nil)
     last[1] = v
   else
+    strong[count] = v
     last[1] = nil
     rawset(_G, "_", v)
   end
@@ -331,6 +349,7 @@ local function lookup(path)
   end
   return v
 end
+repl.lookup = lookup
 
 -- show the results of one command: pretty, `_`, history, timing
 function repl.show(info, elapsed, res)
@@ -564,19 +583,6 @@ local function load_docs()
   return sections
 end
 
--- how a name may be written in the docs: fmd.nn.Linear is also nn.Linear,
--- fmd.nn.functional.relu is F.relu; a tensor method is :name
-local function spellings(name)
-  local out = {name}
-  local short_nn = name:match("^fmd%.(nn%..+)$") or name:match("^fmd%.(optim%..+)$")
-  if short_nn then out[#out + 1] = short_nn end
-  local f = name:match("^fmd%.nn%.functional%.(.+)$") or name:match("^nn%.functional%.(.+)$")
-  if f then out[#out + 1] = "F." .. f end
-  local m = name:match("^fmd%.Tensor[:%.](.+)$")
-  if m then out = {":" .. m} end
-  return out
-end
-
 local function escape(s) return (s:gsub("%p", "%%%0")) end
 
 -- a paragraph: the prose lines around line i of a section
@@ -591,62 +597,213 @@ end
 
 local function first_paragraph(sec)
   for i, l in ipairs(sec.lines) do
-    if not l.code and l.text:match("%S") and not l.text:match("^|") then return paragraph(sec, i) end
+    if not l.code and l.text:match("%S") and not l.text:match("^|") and not l.text:match("^%- `") then
+      return paragraph(sec, i)
+    end
   end
 end
 
--- the help text of a name, from the docs, or nil when undocumented:
--- where it is documented, its signature (the first `name(...)` written in
--- the docs), the code lines that use it and the paragraph that explains it
-function repl.help_text(name)
-  local sections = load_docs()
-  local pats = {}
-  for _, s in ipairs(spellings(name)) do pats[#pats + 1] = escape(s) .. "%f[^%w_]" end
-  local bare = name:match("([%w_]+)$")
-  local function mentions(text)
-    for _, p in ipairs(pats) do if text:find(p) then return true end end
+-- Public names are written canonically: fmd.zeros, fmd.nn.Linear,
+-- fmd.Tensor:view, fmd.nn.Module:load. canonical() turns what a user
+-- types (nn.Linear, F.relu, x:size for a tensor x, m:eval for a module m,
+-- zeros) into that form.
+local function class_name(v)
+  if fmd.is_tensor(v) then return "fmd.Tensor" end
+  if is_module(v) then return "fmd.nn.Module" end
+  -- an optimizer: its class chain reaches optim.Optimizer
+  local mt, depth = getmetatable(v), 0
+  while type(v) == "table" and type(mt) == "table" and depth < 5 do
+    if mt == fmd.optim.Optimizer then return "fmd.optim.Optimizer" end
+    mt, depth = getmetatable(mt) and getmetatable(mt).__index, depth + 1
   end
-  local hit_sec, hit_line, signature, examples, prose_hit = nil, nil, nil, {}, nil
-  -- 1. a heading that names it (docs/ops.md "## conv2d"), or a whole page
-  --    whose title names it (docs/nn.md for fmd.nn)
-  for _, sec in ipairs(sections) do
-    if mentions(sec.title) or (sec.title:find(escape(bare) .. "%f[^%w_]") and sec.file == "docs/ops.md") then
-      hit_sec = sec; break
-    end
+end
+
+local function canonical(name)
+  name = name:gsub("%s+", ""):gsub("%(%)$", "")
+  local obj, method = name:match("^(.-)([:%.][%w_]+)$")
+  -- x:size, m:eval, opt:step: the class of the value decides
+  if obj and obj ~= "" and method:sub(1, 1) == ":" and obj ~= "t" and obj ~= "m" then
+    local v = repl.lookup(obj)
+    local cls = v ~= nil and class_name(v)
+    if cls and obj ~= cls then return cls .. method end
   end
-  -- 2. prose: a `name(...)` or `name` in backticks
-  for _, sec in ipairs(sections) do
+  if name:match("^t:") then return "fmd.Tensor" .. name:sub(2) end
+  if name:match("^m:") then return "fmd.nn.Module" .. name:sub(2) end
+  if name:match("^F%.") then return "fmd.nn.functional" .. name:sub(2) end
+  if name:match("^fmd%.nn%.F%.") then return "fmd.nn.functional" .. name:sub(9) end
+  if name:match("^nn%.F%.") then return "fmd.nn.functional" .. name:sub(5) end
+  for _, sub in ipairs{"nn", "optim", "data", "transforms", "metrics", "explain", "plot", "image", "faces",
+                       "models", "json", "sys", "analysis", "trainer"} do
+    if name == sub or name:sub(1, #sub + 1) == sub .. "." then return "fmd." .. name end
+  end
+  if name ~= "fmd" and not name:match("^fmd[%.:]") and name:match("^[%w_]+$") and rawget(fmd, name) ~= nil then
+    return "fmd." .. name
+  end
+  -- a class method written with a dot (fmd.nn.Module.load)
+  local cls, m = name:match("^(fmd%.nn%.Module)%.([%w_]+)$")
+  if not cls then cls, m = name:match("^(fmd%.optim%.Optimizer)%.([%w_]+)$") end
+  if not cls then cls, m = name:match("^(fmd%.Tensor)%.([%w_]+)$") end
+  if cls then return cls .. ":" .. m end
+  return name
+end
+repl.canonical = canonical
+
+-- how a canonical name is written in docs/reference.md's entries
+local function entry_spelling(name)
+  local m = name:match("^fmd%.Tensor:(.+)$")
+  if m then return "t:" .. m end
+  m = name:match("^fmd%.nn%.Module:(.+)$")
+  if m then return "m:" .. m end
+  return name
+end
+
+-- the reference entry of a canonical name: signature, text, where
+function repl.reference_entry(name)
+  local want = entry_spelling(name)
+  for _, sec in ipairs(load_docs()) do
     for i, l in ipairs(sec.lines) do
       if not l.code then
-        for span in l.text:gmatch("`([^`]+)`") do
-          if mentions(span) then
-            if not signature and span:find("%(") then signature = span end
-            if not prose_hit then prose_hit = {sec, i} end
+        local sig, rest = l.text:match("^%- `([^`]+)`(.*)$")
+        if sig and (sig == want or sig:sub(1, #want + 1) == want .. "(") then
+          local text = {rest}
+          for k = i + 1, #sec.lines do
+            local nl = sec.lines[k]
+            if nl.code or not nl.text:match("^%s+%S") then break end
+            text[#text + 1] = nl.text:match("^%s*(.-)$")
           end
+          local body = table.concat(text, " "):gsub("^%s*", "")
+          local ret = body:match("^→%s*([^%.]+)%.%s*")
+          if ret then body = body:gsub("^→%s*[^%.]+%.%s*", "") end
+          body = body:gsub("^%.%s*", "")
+          return {signature = sig, returns = ret, text = body, file = sec.file, title = sec.title}
         end
       end
     end
   end
-  -- 3. code lines that use it
+end
+
+-- how a name may be written in the explaining pages: fmd.nn.Linear is
+-- also nn.Linear, fmd.nn.functional.relu is F.relu; a method is :name
+local function spellings(name)
+  local out = {name}
+  local short_nn = name:match("^fmd%.(nn%..+)$") or name:match("^fmd%.(optim%..+)$")
+  if short_nn then out[#out + 1] = short_nn end
+  local f = name:match("^fmd%.nn%.functional%.(.+)$")
+  if f then out[#out + 1] = "F." .. f end
+  local m = name:match(":(.+)$")
+  if m then out = {":" .. m} end
+  return out
+end
+
+-- where a name is explained at length (other than the reference): a
+-- heading that names it, else the first section that uses it (in code or
+-- in backticks), looking at the pages in PAGES order; and up to three code
+-- lines that use it, that section's first
+local PAGES = {"lua-api.md", "nn.md", "ops.md", "repl.md", "formats.md", "data.md", "training.md", "metrics.md",
+               "plot.md", "faces.md", "analysis.md", "architecture.md"}
+local function explained(name)
+  local pats = {}
+  for _, s in ipairs(spellings(name)) do pats[#pats + 1] = escape(s) .. "%f[^%w_]" end
+  local function mentions(text)
+    for _, p in ipairs(pats) do if text:find(p) then return true end end
+  end
+  local rank = {}
+  for i, f in ipairs(PAGES) do rank["docs/" .. f] = i end
+  local sections = {}
+  for i, sec in ipairs(load_docs()) do
+    if sec.file ~= "docs/reference.md" then sections[#sections + 1] = {sec, rank[sec.file] or 99, i} end
+  end
+  table.sort(sections, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[3] < b[3] end)
+  for i, x in ipairs(sections) do sections[i] = x[1] end
+  local by_title, by_mention
   for _, sec in ipairs(sections) do
-    for i, l in ipairs(sec.lines) do
-      if l.code and mentions(l.text) then
-        if #examples < 4 then examples[#examples + 1] = l.text:match("^%s*(.-)%s*$") end
-        if not hit_line then hit_line = {sec, i} end
+    if not by_title and mentions(sec.title) then by_title = sec end
+    for _, l in ipairs(sec.lines) do
+      if by_mention then break end
+      if l.code then
+        if mentions(l.text) then by_mention = sec end
+      else
+        for span in l.text:gmatch("`([^`]+)`") do if mentions(span) then by_mention = sec; break end end
       end
     end
   end
-  if not hit_sec and not prose_hit and not hit_line then return nil end
-  local sec = hit_sec or (prose_hit and prose_hit[1]) or hit_line[1]
-  local text
-  if hit_sec then text = first_paragraph(hit_sec)
-  elseif prose_hit then text = paragraph(prose_hit[1], prose_hit[2])
-  else text = first_paragraph(sec) end
-  local out = {name .. "    (" .. sec.file .. ": " .. sec.title .. ")"}
-  if signature then out[#out + 1] = "  " .. signature end
-  for _, e in ipairs(examples) do out[#out + 1] = "  " .. e end
-  if text then out[#out + 1] = "\n" .. text end
+  local where = by_title or by_mention
+  local examples, seen = {}, {}
+  local function collect(sec)
+    for _, l in ipairs(sec.lines) do
+      local line = l.text:match("^%s*(.-)%s*$")
+      if l.code and #examples < 3 and not seen[line] and mentions(line) then
+        seen[line] = true
+        examples[#examples + 1] = line
+      end
+    end
+  end
+  if where then collect(where) end
+  for _, sec in ipairs(sections) do collect(sec) end
+  return where, examples
+end
+
+-- the help text of a name: its signature and text from docs/reference.md,
+-- examples from the other pages and the page that explains it; nil when
+-- the docs do not name it
+function repl.help_text(name)
+  name = canonical(name)
+  local e = repl.reference_entry(name)
+  local where, examples = explained(name)
+  if not e and not where then return nil end
+  local out = {}
+  if e then
+    out[1] = e.signature .. (e.returns and (" → " .. e.returns) or "")
+    if e.text ~= "" then out[#out + 1] = "  " .. e.text end
+  else
+    out[1] = name
+    local p = first_paragraph(where)
+    if p then out[#out + 1] = p end
+  end
+  if #examples > 0 then
+    out[#out + 1] = "Examples:"
+    for _, x in ipairs(examples) do out[#out + 1] = "  " .. x end
+  end
+  if where then out[#out + 1] = ("More: %s, \"%s\""):format(where.file, where.title) end
   return table.concat(out, "\n")
+end
+
+-- every public name (canonical), for the help test and completion of `?`:
+-- the functions and classes of fmd and its user-facing modules, tensor
+-- methods and the methods of nn.Module and optim.Optimizer
+repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "optim", "data", "transforms", "metrics", "explain",
+                       "plot", "image", "faces", "models", "json", "analysis", "trainer"}
+function repl.public_names()
+  local out = {}
+  local function walk(prefix, t, sep)
+    local keys = {}
+    for k, v in pairs(t) do
+      if type(k) == "string" and not k:match("^_") and k ~= "classes" and k ~= "F" then
+        if type(v) == "function" or (type(v) == "table" and (rawget(v, "__name") or rawget(v, "name"))) then
+          keys[#keys + 1] = k
+        end
+      end
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do out[#out + 1] = prefix .. sep .. k end
+  end
+  walk("fmd", fmd, ".")
+  walk("fmd.Tensor", fmd.Tensor_methods, ":")
+  local nn = fmd.nn
+  for _, c in ipairs(nn.classes) do local _ = nn[c] end
+  for _, c in ipairs{"SGD", "Adam"} do local _ = fmd.optim[c] end
+  for _, s in ipairs(repl.PUBLIC_MODULES) do
+    local m = fmd
+    for p in s:gmatch("[^.]+") do m = m[p] end
+    out[#out + 1] = "fmd." .. s
+    walk("fmd." .. s, m, ".")
+  end
+  walk("fmd.nn.Module", nn.Module, ":")
+  out[#out + 1] = "fmd.optim.Optimizer"
+  walk("fmd.optim.Optimizer", fmd.optim.Optimizer, ":")
+  local seen, uniq = {}, {}
+  for _, n in ipairs(out) do if not seen[n] then seen[n] = true; uniq[#uniq + 1] = n end end
+  return uniq
 end
 
 -- names of values reachable from fmd, for help(value)
@@ -668,40 +825,48 @@ local function name_of(v)
       end
     end
   end
+  for k, x in pairs(fmd.Tensor_methods) do if rawequal(x, v) then return "fmd.Tensor:" .. k end end
   local r = search(fmd, "fmd", 0, {})
   if r then return r end
-  for k, x in pairs(fmd.Tensor_methods) do if rawequal(x, v) then return "fmd.Tensor:" .. k end end
 end
 
--- help(x) or ?x: the docs of a function, module, class or tensor
-function help(what)
-  return repl.help(what)
+-- help(x) or ?x: the docs of a function, module, class or tensor; `help`
+-- alone (not called) prints how to use it, as Python's does
+help = setmetatable({}, {
+  __call = function(_, what) return repl.help(what) end,
+  __tostring = function() return "help(x) or ?x shows the documentation of x; help() for more" end,
+  __name = "help",
+})
+
+local function public_only(names)
+  local out = {}
+  for _, n in ipairs(names) do if not n:match("^_") then out[#out + 1] = n end end
+  return out
 end
 
 function repl.help(what)
   if what == nil then
-    print("help(x) or ?x shows the documentation of x (a function, module, class or a name such as "
-      .. "\"fmd.zeros\" or \"nn.Linear\"); Tab completes names. The manual is in " .. repl.docs_dir() .. ":")
+    print("help(x) or ?x shows the documentation of x: a value (help(fmd.zeros), help(m)) or a name "
+      .. "(?fmd.zeros, ?nn.Linear, ?x:view, ?m:load). Tab completes names. The manual is in "
+      .. repl.docs_dir() .. ":")
     local seen = {}
     for _, sec in ipairs(load_docs()) do
       if not seen[sec.file] then seen[sec.file] = true; print("  " .. sec.file) end
     end
     return
   end
+  if rawequal(what, help) then return repl.help() end
   local name = type(what) == "string" and what or name_of(what)
   if not name then print(("no help for this %s"):format(type(what))); return end
-  if type(what) == "string" and not name:find("[%.:]") and lookup("fmd." .. name) ~= nil then name = "fmd." .. name end
+  name = canonical(name)
   local text = repl.help_text(name)
-  if not text and name:match("^fmd%.") then
-    -- a value passed by its path: try the value's own name (a class)
-    local v = lookup(name)
-    local other = v ~= nil and name_of(v)
-    if other and other ~= name then text = repl.help_text(other) end
-  end
-  if fmd.is_tensor(what) or name == "fmd.Tensor" then
-    local text2 = repl.help_text("fmd.tensor") or ""
-    print("fmd.Tensor: methods " .. table.concat(repl.fields(fmd.zeros(1), true), ", ") .. "\n" .. text2)
-    return
+  if name == "fmd.Tensor" or fmd.is_tensor(what) then
+    text = (text or "fmd.Tensor") .. "\nMethods (?t:name for one): "
+      .. table.concat(public_only(repl.fields(fmd.zeros(1), true)), ", ")
+  elseif is_module(what) or (type(what) == "string" and is_module(repl.lookup(what))) then
+    local m = is_module(what) and what or repl.lookup(what)
+    text = (text and (text .. "\n") or "") .. repl.module_line(m)
+      .. "\nMethods (?m:name for one): " .. table.concat(public_only(repl.fields(m, true)), ", ")
   end
   print(text or ("no help found for %s (the docs are in %s)"):format(name, repl.docs_dir()))
 end

@@ -171,3 +171,134 @@ test("rewrite_locals works on tokens, not text", function()
   expect_eq(repl.rewrite_locals("if x then local k = 1 else local j = 2 end --[[ local c ]] local d = 1"),
     "if x then local k = 1 else local j = 2 end --[[ local c ]] d = 1")
 end)
+
+test("every public function, module and class has help: a signature and text from docs/reference.md", function()
+  local repl = require "fmd.repl"
+  local names = repl.public_names()
+  expect(#names > 250, "public names found: " .. #names)
+  local missing = {}
+  for _, n in ipairs(names) do
+    local e = repl.reference_entry(n)
+    local v = repl.lookup(n:gsub(":", "."):gsub("^fmd%.Tensor%.", "fmd.Tensor_methods."))
+    local needs_call = type(v) == "function"
+    if not e or e.text == "" or (needs_call and not e.signature:find("(", 1, true)) then missing[#missing + 1] = n end
+  end
+  expect(#missing == 0, "no reference entry (signature + text) in docs/reference.md for: " .. table.concat(missing, ", "))
+  -- and the other way round: every entry names something that exists
+  local known = {}
+  for _, n in ipairs(names) do known[n] = true end
+  local stale = {}
+  local f = assert(io.open(repl.docs_dir() .. "/reference.md"))
+  for line in f:lines() do
+    local sig = line:match("^%- `([^`]+)`")
+    if sig then
+      local n = repl.canonical(sig:match("^[^%(%s%[]+"))
+      if not known[n] then stale[#stale + 1] = n end
+    end
+  end
+  f:close()
+  expect(#stale == 0, "docs/reference.md documents names that do not exist: " .. table.concat(stale, ", "))
+end)
+
+test("help prints signature, text, examples and where to read more", function()
+  local out = run(exe, table.concat({
+    "?fmd.randn",
+    "help(fmd.nn.Linear)",
+    "x = fmd.zeros(2, 3)",
+    "?x:view",
+    "m = fmd.nn.Sequential(fmd.nn.Linear(2, 3))",
+    "?m:load",
+    "help(m)",
+    "?F.relu",
+    "help(fmd.optim.SGD(m:parameters(), 0.1).step)",
+    "?no_such_thing",
+    "help",
+  }, "\n") .. "\n")
+  expect(out:find("fmd.randn(size...) → Tensor\n  Standard normal samples", 1, true), out)
+  expect(out:find("More: docs/lua-api.md, \"Creating tensors\"", 1, true), out)
+  expect(out:find("fmd.nn.Linear(in_features, out_features [, bias]) → module\n", 1, true), out)
+  expect(out:find("t:view(size...) → Tensor\n", 1, true), out)
+  expect(out:find("m:load(path [, strict]) → m\n", 1, true), out)
+  expect(out:find("Sequential (1 children, 9 parameters, train mode)\nMethods (?m:name for one): add, add_module", 1, true), out)
+  expect(out:find("fmd.nn.functional.relu(x) → Tensor", 1, true), out)
+  expect(out:find("fmd.optim.Optimizer:step([closure]) → loss", 1, true), out)
+  expect(out:find("no help found for no_such_thing", 1, true), out)
+  expect(out:find("help(x) or ?x shows the documentation", 1, true), out)
+  expect(not out:find("function: 0x", 1, true), "help is a function that prints when called bare: " .. out)
+end)
+
+test("results history: small results kept, big ones only weakly (collectgarbage frees them)", function()
+  local out = run(exe, table.concat({
+    "x = fmd.zeros(1e6)",                      -- 4 MB: above repl.KEEP_BYTES
+    "x",
+    "t = {w = fmd.zeros(1e6)}",
+    "t",
+    "probe = setmetatable({}, {__mode = 'v'})",
+    "probe.x, probe.t, probe.w = x, t, t.w",
+    "x, t = nil, nil",
+    "collectgarbage(); collectgarbage();",
+    "print('freed', probe.x == nil, probe.t == nil, probe.w == nil)",
+    "{1, 2, 3}",
+    "collectgarbage(); collectgarbage();",
+    "R = require('fmd.repl').results",
+    "print('kept', #R, R[#R][3], _[2])",
+  }, "\n") .. "\n")
+  expect(out:find("freed\ttrue\ttrue\ttrue", 1, true), out)
+  expect(out:find("kept\t3\t3\t2", 1, true), out)
+end)
+
+test("fmd.timing(true) prints each command's time; fmd.timing(false) stops", function()
+  local out = run(exe, "fmd.timing(true)\n1 + 1\nprint(fmd.timing())\nfmd.timing(false)\n2 + 2\n")
+  expect(out:find("\n?2\n%(%d+%.%d%d%d s%)\n"), out)
+  expect(out:find("true\n%(%d+%.%d%d%d s%)\n"), out)
+  expect(out:find("\n4\n", 1, true) and not out:find("4\n%(", 1), out)
+  expect(run(exe .. " -e 'print(fmd.timing())'"):find("false", 1, true))
+end)
+
+-- a real terminal: readline, Tab completion, colour. util-linux's script(1)
+-- gives the REPL a pseudo-terminal; the typed keys are read from a file.
+local function pty(input, env)
+  expect(os.execute("command -v script > /dev/null"), "script (util-linux) is needed for the pseudo-terminal test")
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w")); f:write(input); f:close()
+  local hist = os.tmpname()
+  local cmd = ("%s FMD_HISTORY=%s TERM=xterm timeout 20 script -qec %s /dev/null < %s 2>&1")
+    :format(env or "env -u NO_COLOR", hist, exe, tmp)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a"); p:close()
+  os.remove(tmp); os.remove(hist)
+  return (out:gsub("\r", ""):gsub("\27%[%?2004[hl]", ""))   -- bracketed-paste mode switches
+end
+
+test("in a pseudo-terminal: Tab completes names, methods, fields, modules and files; colour; locals; help", function()
+  local out = pty(table.concat({
+    "x = fmd.ze\t(2, 3)",                 -- a field of fmd
+    "x:nu\t()",                           -- a tensor method (through the metatable)
+    "m = fmd.nn.Seq\t(fmd.nn.Linear(2, 3))",
+    "n = fmd.nn.Module(); n.head = fmd.nn.Linear(2, 2)",
+    "n.he\t.we\t:nu\t()",             -- a module's child, a parameter, a method
+    "m:ev\t()",                           -- a module method; prints one line
+    "require(\"fmd.metr\t\").eer ~= nil",  -- a module name inside require's string
+    "io.open(\"tests/lua/run.l\t\") ~= nil",  -- a file name inside a string
+    "local k = 41",
+    "k + 1",
+    "?fmd.on\t",
+    "{a = 1}",
+    "",
+  }, "\n"))
+  expect(out:find("fmd> x = fmd.zeros(2, 3)", 1, true), out)
+  expect(out:find("fmd> x:numel()", 1, true), out)
+  expect(out:find("\27[36m6\27[0m", 1, true), "numbers in colour on a terminal: " .. out)
+  expect(out:find("fmd> m = fmd.nn.Sequential(", 1, true), out)
+  expect(out:find("fmd> n.head.weight:numel()\n\27[36m4\27[0m", 1, true), out)
+  expect(out:find("\nSequential (1 children, 9 parameters, eval mode)\n", 1, true), out)
+  expect(out:find('require("fmd.metrics").eer ~= nil', 1, true), out)
+  expect(out:find('io.open("tests/lua/run.lua") ~= nil', 1, true), out)
+  expect(out:find("\27[36m42\27[0m", 1, true), out)
+  expect(out:find("fmd.ones(size...) → Tensor", 1, true), out)
+  expect(out:find("{\27[1ma\27[0m = \27[36m1\27[0m}", 1, true), out)
+  expect(not out:find("stack traceback", 1, true), out)
+  local plain = pty("1 + 2\n{a = 1}\n", "NO_COLOR=1")
+  expect(plain:find("\n3\n", 1, true) and plain:find("{a = 1}\n", 1, true), plain)
+  expect(not plain:find("\27[3", 1, true) and not plain:find("\27[1m", 1, true), "NO_COLOR: " .. plain)
+end)
