@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,11 +199,15 @@ static int l_sample_seed(lua_State *L) {
 /* loader_order(n, shuffle, seed, epoch) -> array of 1-based indices */
 static int l_loader_order(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 0 && n < ((lua_Integer)1 << 40), 1, "bad count");
+    /* a Lua table holds at most 2^31 - 1 items; checked before malloc */
+    luaL_argcheck(L, n >= 0 && n < INT_MAX && (uint64_t)n * 8 <= fmd_max_storage_bytes(), 1, "bad count");
+    /* every argument is read (and may raise) before the malloc */
+    uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 0);
+    lua_Integer epoch = luaL_optinteger(L, 4, 0);
+    lua_createtable(L, (int)n, 0);
     int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!ord) return luaL_error(L, "loader_order: out of memory");
-    fmd_loader_order(n, lua_toboolean(L, 2), (uint64_t)luaL_optinteger(L, 3, 0), luaL_optinteger(L, 4, 0), ord);
-    lua_createtable(L, (int)n, 0);
+    fmd_loader_order(n, lua_toboolean(L, 2), seed, epoch, ord);
     for (lua_Integer i = 0; i < n; i++) {
         lua_pushinteger(L, ord[i] + 1);
         lua_rawseti(L, -2, i + 1);

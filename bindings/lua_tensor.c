@@ -471,7 +471,8 @@ static int l_shape_str(lua_State *L) {
 
 /* max |a-b| / (1+|b|) over elements (flat order) and its 1-based position */
 static int l_max_rel_err(lua_State *L) {
-    fmd_tensor *a = fmd_contiguous(T(1)), *b = fmd_contiguous(T(2));
+    fmd_tensor *ta = T(1), *tb = T(2);   /* both checked first: a raise after a copy would leak it */
+    fmd_tensor *a = fmd_contiguous(ta), *b = fmd_contiguous(tb);
     if (!a || !b) { fmd_release(a); fmd_release(b); return fmd_lua_error(L); }
     int64_t n = fmd_numel(a) < fmd_numel(b) ? fmd_numel(a) : fmd_numel(b), at = 0;
     double worst = 0;

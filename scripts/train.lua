@@ -21,7 +21,16 @@ local opts = cli.parse(arg, {
   {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
   {"--pretrained", metavar = "PATH", help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased"},
   {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
+  {"--force", type = "boolean", help = "with --resume: continue even with another --lr or -b (the new values apply)"},
 })
+
+-- mistakes that would otherwise be ignored
+local function usage_error(msg) error(msg .. "\n(see --help)", 0) end
+if opts.pretrained and opts.model ~= "XceptionBased" then
+  usage_error(("--pretrained loads ImageNet Xception weights into XceptionBased; %s is trained from scratch")
+    :format(opts.model))
+end
+if opts.force and not opts.resume then usage_error("--force only applies to --resume") end
 
 if opts.threads then fmd.set_num_threads(opts.threads) end
 fmd.manual_seed(opts.seed)
@@ -52,7 +61,7 @@ end
 local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, test_ds,
   {num_workers = opts.workers, seed = opts.seed})
 local run = {model_name = opts.model, dataset_name = opts.dataset, optimizer_name = opts.optimizer,
-             optimizer_params = params}
+             optimizer_params = params, force = opts.force}
 if opts.resume then trainer:resume(run) end
 local log = trainer:run(opts.epochs, run)
 

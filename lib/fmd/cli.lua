@@ -87,7 +87,10 @@ function cli.parse(argv, def)
       end
       local k = key_of(spec)
       if spec.type == "boolean" then
-        opts[k] = inline == nil or inline == "true" or inline == "1"
+        local b = inline == nil and true or ({["true"] = true, ["1"] = true, yes = true, on = true,
+                                              ["false"] = false, ["0"] = false, no = false, off = false})[inline]
+        if b == nil then bad(("flag %s takes no value (or =yes/=no), got '%s'"):format(spec[1], inline)) end
+        opts[k] = b
       else
         local v = inline
         if v == nil then

@@ -9,6 +9,13 @@
 --
 -- Accuracy is a percentage; loss is averaged over all samples. Labels are
 -- 0 = real, 1 = fake; the prediction is argmax of the two logits (- 1).
+--
+-- Files (docs/training.md, docs/robustness.md): out/<run>.json is a list of
+-- runs, this run the last entry; a log that does not parse is moved aside
+-- to <log>.corrupt-<time>, never dropped. checkpoints/<run>.safetensors is
+-- this run's best; an earlier run's best is kept as <run>.prev.safetensors
+-- before the first replacement. checkpoints/<run>.last.safetensors is the
+-- resumable state. .tmp files left by an interrupted write are removed.
 local fmd = require "fmd"
 local data = require "fmd.data"
 local json = require "fmd.json"
@@ -72,8 +79,8 @@ function Trainer:train_one_epoch()
     n = n + bs
     bar:update(b, n, ("loss %.3f acc %.2f%%"):format(total_loss / n, 100 * correct / n))
     if not bar.tty and (b % print_every == 0 or b == nb) then
-      self.print(("Epoch [%03d] | Loss: %.3f | Acc: %.2f[%%] (%d/%d)"):format(b, total_loss / n,
-        100 * correct / n, correct, n))
+      self.print(("epoch %d/%s batch %d/%d | loss %.3f | acc %.2f%% (%d/%d)"):format(self.epoch + 1,
+        tostring(self.epochs or "?"), b, nb, total_loss / n, 100 * correct / n, correct, n))
     end
   end
   self.last_train_seconds = bar:finish()
@@ -114,15 +121,34 @@ function Trainer:test() return self:evaluate_model_on_dataloader(self.test_datas
 
 local function run_name(p) return ("%s_%s_%s"):format(p.dataset_name, p.model_name, p.optimizer_name) end
 
+local function interrupted(err) return tostring(err):find("interrupted!", 1, true) ~= nil end
+
+-- the runs already in the log (a list), or {} when there is none. A log
+-- that cannot be read as a list is renamed to <path>.corrupt-<time> (and
+-- said so), never replaced; Ctrl-C while reading is passed on.
+local function read_runs(self, path)
+  if not fmd.sys.is_file(path) then return {} end
+  local f, oerr = io.open(path, "rb")
+  if not f then error(("cannot read the training log %s: %s"):format(path, oerr), 0) end
+  local text = f:read("a")
+  f:close()
+  local ok, runs = pcall(json.decode, text, path)
+  if not ok and interrupted(runs) then error(runs, 0) end
+  local why = not ok and tostring(runs)
+    or (type(runs) ~= "table" or (runs.__order and next(runs.__order))) and (path .. ": not a list of runs")
+  if not why then return runs end
+  local aside = ("%s.corrupt-%s"):format(path, os.date("!%Y%m%dT%H%M%SZ"))
+  while fmd.sys.is_file(aside) do aside = aside .. "x" end
+  fmd.sys.rename(path, aside)
+  self.print(("warning: the training log %s cannot be read (%s); moved it to %s and starting a new log")
+    :format(path, why, aside))
+  return {}
+end
+
 -- the log file holds a list of runs; this run is the last entry and is
 -- rewritten after every epoch
 local function write_log(self, path, entry)
-  local runs = {}
-  if fmd.sys.is_file(path) then
-    local ok, old = pcall(json.read_file, path)
-    if ok and type(old) == "table" and not old.__order then runs = old
-    elseif not ok then self.print("warning: " .. tostring(old) .. "; starting a new log") end
-  end
+  local runs = read_runs(self, path)
   if self.log_index and runs[self.log_index] then runs[self.log_index] = entry
   else runs[#runs + 1] = entry; self.log_index = #runs end
   json.write_file(path, runs, 4)
@@ -141,8 +167,11 @@ end
 local function save_last(self, path)
   state_io.save(path, {model = self.model:state_dict(), optimizer = self.optimizer:state_dict()},
     {epoch = self.epoch, best_acc = self.best_acc, log = self.log, log_index = self.log_index,
-     rng = self.seed})
+     rng = self.seed, best_written = self.best_written and 1 or 0,
+     lr = self.optimizer.param_groups[1].lr, batch_size = self.batch_size})
 end
+
+local function same(a, b) return a == b or (type(a) == "number" and type(b) == "number" and math.abs(a - b) <= 1e-12 * math.abs(b)) end
 
 -- resume from checkpoints/<run>.last.safetensors if present
 function Trainer:resume(p)
@@ -151,10 +180,61 @@ function Trainer:resume(p)
     error(("--resume: no saved state for this run at %s"):format(path), 0)
   end
   local st, info = state_io.load(path)
+  -- a resume continues the same run: other hyper-parameters are a mistake
+  -- unless forced (then the new values are used from here on)
+  local lr = self.optimizer.param_groups[1].lr
+  local diffs = {}
+  if info.lr and not same(lr, info.lr) then
+    diffs[#diffs + 1] = ("--lr %s (the run used %s)"):format(json.format_number(lr), json.format_number(info.lr))
+  end
+  if info.batch_size and info.batch_size ~= self.batch_size then
+    diffs[#diffs + 1] = ("-b %d (the run used %d)"):format(self.batch_size, info.batch_size)
+  end
+  if #diffs > 0 and not p.force then
+    error(("--resume: this command gives %s; resume with the same values, or add --force to continue with the new ones")
+      :format(table.concat(diffs, " and ")), 0)
+  end
   self.model:load_state_dict(st.model, true)
   self.optimizer:load_state_dict(st.optimizer)
+  if #diffs > 0 then
+    for _, g in ipairs(self.optimizer.param_groups) do g.lr = lr end
+    self.print("--force: continuing with " .. table.concat(diffs, " and "))
+  end
   self.epoch, self.best_acc, self.log, self.log_index = info.epoch, info.best_acc, info.log, info.log_index
+  self.best_written = info.best_written == 1 or info.best_written == nil
   self.print(("resumed %s after epoch %d (best val acc %.2f)"):format(run_name(p), self.epoch, self.best_acc))
+end
+
+-- data problems that would train "successfully" on nothing or give NaN
+-- metrics are found before the first epoch
+local function check_datasets(self)
+  for _, part in ipairs{{"train", self.train_dataset}, {"validation", self.validation_dataset},
+                        {"test", self.test_dataset}} do
+    local ds = part[2]
+    local where = ds and ds.root and (" in " .. ds.root) or ""
+    if ds == nil or #ds == 0 then
+      error(("the %s split has no images%s (expected images in real/ and fake/)"):format(part[1], where), 0)
+    end
+  end
+  local ds = self.test_dataset
+  if ds.counts then
+    local nreal, nfake = ds:counts()
+    if nreal == 0 or nfake == 0 then
+      error(("the test split%s has only %s images (%d real, %d fake): the AUC needs both classes")
+        :format(ds.root and (" " .. ds.root) or "", nreal == 0 and "fake" or "real", nreal, nfake), 0)
+    end
+  end
+end
+
+-- a .tmp next to one of our files is left by a write that was killed
+local function clean_stale(self, paths)
+  for _, path in ipairs(paths) do
+    local tmp = path .. ".tmp"
+    if fmd.sys.is_file(tmp) then
+      os.remove(tmp)
+      self.print(("removed %s, left by an interrupted write"):format(tmp))
+    end
+  end
 end
 
 function Trainer:run(epochs, p)
@@ -164,8 +244,13 @@ function Trainer:run(epochs, p)
   local log_path = ("%s/%s.json"):format(self.out_dir, name)
   local best_path = ("%s/%s.safetensors"):format(self.checkpoint_dir, name)
   local last_path = ("%s/%s.last.safetensors"):format(self.checkpoint_dir, name)
+  local prev_path = ("%s/%s.prev.safetensors"):format(self.checkpoint_dir, name)
+  check_datasets(self)
+  clean_stale(self, {log_path, best_path, last_path, prev_path})
+  read_runs(self, log_path)   -- a corrupt log is moved aside now, not after an epoch
   self.log = self.log or new_log(p)
   self.best_acc = self.best_acc or 0
+  self.epochs = epochs
   while self.epoch < epochs do
     local ep = self.epoch + 1
     self.print(("Epoch %d/%d"):format(ep, epochs))
@@ -184,8 +269,14 @@ function Trainer:run(epochs, p)
       L[k][#L[k] + 1] = v
     end
     self.epoch = ep
-    if val_acc > self.best_acc then
+    if val_acc > self.best_acc or not self.best_written then   -- the first epoch always writes one
       self.best_acc = val_acc
+      if not self.best_written and fmd.sys.is_file(best_path) then
+        -- an earlier run's best: keep it rather than replace it silently
+        fmd.sys.rename(best_path, prev_path)
+        self.print(("kept the earlier run's checkpoint %s as %s"):format(best_path, prev_path))
+      end
+      self.best_written = true
       self.print(("saving checkpoint %s (val acc %.2f%%)"):format(best_path, val_acc))
       state_io.save(best_path, {model = self.model:state_dict()},
         {val_acc = val_acc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,

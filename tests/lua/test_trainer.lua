@@ -157,4 +157,103 @@ return Tiny
   expect_eq(#runs[#runs].train_loss, 3)
 end)
 
+-- ------------------------------------------------ crash-safe runs (issue 12)
+local function trainer_with_log(dir, lines, sets)
+  fmd.manual_seed(3)
+  local m = Tiny()
+  local tr, va, te = datasets()
+  if sets then tr, va, te = sets[1] or tr, sets[2] or va, sets[3] or te end
+  return Trainer.new(m, optim.Adam(m:parameters(), {lr = 0.05}), nn.CrossEntropyLoss(), 4, tr, va, te,
+    {num_workers = 1, seed = 0, print = function(l) lines[#lines + 1] = l end,
+     checkpoint_dir = dir .. "/checkpoints", out_dir = dir .. "/out"})
+end
+local function read(path) local f = assert(io.open(path, "rb")); local s = f:read("a"); f:close(); return s end
+local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
+local function corrupt_files(dir)
+  local out = {}
+  for _, n in ipairs(fmd.sys.listdir(dir)) do if n:find(".corrupt-", 1, true) then out[#out + 1] = n end end
+  return out
+end
+
+test("a log that does not parse is moved aside with a message, never replaced", function()
+  local dir = tmp .. "/corrupt"
+  trainer(dir):run(1, RUN)
+  local log = dir .. "/out/toy_Tiny_Adam.json"
+  local good = read(log)
+  write(log, good:sub(1, 40) .. "x" .. good:sub(42))   -- a one-character typo
+  local broken = read(log)
+  local lines = {}
+  trainer_with_log(dir, lines):run(1, RUN)
+  local aside = corrupt_files(dir .. "/out")
+  expect_eq(#aside, 1)
+  expect_eq(read(dir .. "/out/" .. aside[1]), broken)
+  local msg = table.concat(lines, "\n")
+  expect(msg:find("cannot be read", 1, true) and msg:find("at byte", 1, true) and msg:find(aside[1], 1, true), msg)
+  expect_eq(#json.read_file(log), 1)
+  -- a log that parses but is not a list of runs is kept too
+  write(log, '{"model": "mine"}')
+  trainer_with_log(dir, {}):run(1, RUN)
+  expect_eq(#corrupt_files(dir .. "/out"), 2)
+end)
+
+test("a new run keeps the earlier run's best checkpoint as .prev; stale .tmp files are removed", function()
+  local dir = tmp .. "/prev"
+  trainer(dir):run(1, RUN)
+  local best = dir .. "/checkpoints/toy_Tiny_Adam.safetensors"
+  local first = read(best)
+  write(best .. ".tmp", "half a file")
+  write(dir .. "/out/toy_Tiny_Adam.json.tmp", "[")
+  local lines = {}
+  trainer_with_log(dir, lines):run(2, RUN)
+  local msg = table.concat(lines, "\n")
+  expect_eq(read(dir .. "/checkpoints/toy_Tiny_Adam.prev.safetensors"), first)
+  expect(msg:find("kept the earlier run's checkpoint", 1, true), msg)
+  expect(not fmd.sys.is_file(best .. ".tmp") and not fmd.sys.is_file(dir .. "/out/toy_Tiny_Adam.json.tmp"))
+  expect(msg:find("removed " .. best .. ".tmp, left by an interrupted write", 1, true), msg)
+  -- the second epoch of the same run does not move its own checkpoint aside
+  local n = 0
+  for _, l in ipairs(lines) do if l:find("kept the earlier", 1, true) then n = n + 1 end end
+  expect_eq(n, 1)
+  expect(msg:find("epoch 1/2 batch 5/5 | loss", 1, true), msg)   -- issue 14's progress line
+end)
+
+test("empty splits and a one-class test split are clear errors before training", function()
+  local root = tmp .. "/bad"
+  for _, part in ipairs{"train", "val", "test"} do
+    for _, cls in ipairs{"real", "fake"} do fmd.sys.mkdir(("%s/empty/%s/%s"):format(root, part, cls)) end
+  end
+  local o = {data_root = root}
+  local e = data.load_dataset("empty", "train", o)
+  local tr, va, te = datasets()
+  expect_error(function() trainer_with_log(tmp .. "/bad1", {}, {e}):run(1, RUN) end, "the train split has no images in")
+  expect_error(function() trainer_with_log(tmp .. "/bad1", {}, {nil, e}):run(1, RUN) end, "the validation split has no images")
+  -- test split with only fake images
+  fmd.sys.mkdir(root .. "/onecls/test/real"); fmd.sys.mkdir(root .. "/onecls/test/fake")
+  fmd.save_image(root .. "/onecls/test/fake/1.png", fmd.rand(3, 8, 8))
+  local one = data.load_dataset("onecls", "test", o)
+  expect_error(function() trainer_with_log(tmp .. "/bad1", {}, {nil, nil, one}):run(1, RUN) end,
+    "has only fake images (0 real, 1 fake): the AUC needs both classes")
+  expect(not fmd.sys.is_file(tmp .. "/bad1/checkpoints/toy_Tiny_Adam.safetensors"))
+end)
+
+test("train.lua: resume with other --lr or -b is an error unless --force; --resume=yes; --pretrained", function()
+  local common = ("--data-root %s -d toy -o Adam --workers 1 -m Tiny"):format(tmp)
+  local out = train_cli(common .. " -b 4 --lr 0.05 -e 1")
+  expect(out:find("exit=0", 1, true), out)
+  out = train_cli(common .. " -b 4 --lr 0.01 -e 2 --resume")
+  expect(out:find("this command gives --lr 0.01 (the run used 0.05)", 1, true) and out:find("exit=1", 1, true), out)
+  out = train_cli(common .. " -b 8 --lr 0.05 -e 2 --resume=yes")
+  expect(out:find("-b 8 (the run used 4)", 1, true) and out:find("exit=1", 1, true), out)
+  out = train_cli(common .. " -b 8 --lr 0.05 -e 2 --resume=yes --force")
+  expect(out:find("--force: continuing with -b 8", 1, true) and out:find("resumed toy_Tiny_Adam after epoch 1", 1, true)
+    and out:find("exit=0", 1, true), out)
+  out = train_cli(common .. " -e 2 --resume=maybe")
+  expect(out:find("flag --resume takes no value (or =yes/=no), got 'maybe'", 1, true) and out:find("exit=1", 1, true), out)
+  out = train_cli(common .. " -e 2 --force")
+  expect(out:find("--force only applies to --resume", 1, true), out)
+  out = train_cli(("--data-root %s -d toy -m SimpleNet --pretrained x.pth"):format(tmp))
+  expect(out:find("--pretrained loads ImageNet Xception weights into XceptionBased; SimpleNet is trained from scratch", 1, true)
+    and out:find("exit=1", 1, true) and not out:find("traceback", 1, true), out)
+end)
+
 sh("rm -rf '" .. tmp .. "'")
