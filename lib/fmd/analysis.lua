@@ -10,7 +10,6 @@ local fmd = require "fmd"
 local cli = require "fmd.cli"
 local data = require "fmd.data"
 local models = require "fmd.models"
-local state_io = require "fmd.state_io"
 local transforms = require "fmd.transforms"
 local image = require "fmd.image"
 
@@ -56,17 +55,7 @@ function analysis.load_model(name, path)
     error(("checkpoint %s: no such file (train first: fmd scripts/train.lua -m %s ...; or pass -cpp PATH)")
       :format(path, name), 0)
   end
-  local model = models.load_model(name)
-  local ok, groups, meta = pcall(state_io.load, path)
-  if not ok then error(("checkpoint %s: %s"):format(path, tostring(groups)), 0) end
-  local ok2, err = pcall(model.load_state_dict, model, groups.model, true)
-  if not ok2 then
-    error(("checkpoint %s does not fit model %s%s: %s"):format(path, name,
-      meta.model and meta.model ~= name and (" (it was saved from " .. tostring(meta.model) .. ")") or "",
-      tostring(err):gsub("\n\t", " ")), 0)
-  end
-  model:eval()
-  return model, meta
+  return fmd.load_model(name, path)
 end
 
 -- the split `part` of the data set in opts (course transform of that part)
