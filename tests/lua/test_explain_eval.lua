@@ -149,3 +149,76 @@ test("the model's mode is restored and errors name the problem", function()
   expect_error(function() faithfulness.evaluate(m, x, fmd.rand(2, H, W), {target = 3}) end, "target 3 of image 1")
   expect(m.training, "training mode restored after an error")
 end)
+
+---------------------------------------------------------------- the script
+
+local exe = package.fmd_exe
+local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
+local tmp = os.tmpname()
+os.remove(tmp)
+fmd.sys.mkdir(tmp)
+local function run(script, args)
+  local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(tmp, exe, here, script, args))
+  local out = p:read("a"); p:close()
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+local function ok_run(script, args)
+  local out, code = run(script, args)
+  if code ~= 0 then error(("%s %s failed (exit %s):\n%s"):format(script, args, tostring(code), out), 2) end
+  return out
+end
+
+local ROOT = tmp .. "/data"
+local setup_ok, setup_err = pcall(function()
+  ok_run("make_faces.lua", ("--out %s --seed 3 --train 12 --val 6 --test 8 --threads 1 --only fakes_dataset"):format(ROOT))
+  ok_run("train.lua", ("--data-root %s -d fakes_dataset -m SimpleNet -e 1 -b 8 -o Adam --workers 1"):format(ROOT))
+end)
+local COMMON = ("-m SimpleNet -d fakes_dataset --data-root %s -cpp checkpoints/fakes_dataset_SimpleNet_Adam.safetensors"):format(ROOT)
+
+test("explain_eval.lua: the table, the JSON curves and areas, the figure", function()
+  assert(setup_ok, setup_err)
+  local out = ok_run("explain_eval.lua", COMMON .. " --n 5 -b 3 --methods saliency,gradcam,smoothgrad,random --sg-n 2 --baseline mean")
+  for _, m in ipairs{"saliency", "gradcam", "smoothgrad", "random"} do
+    expect(out:find("\n" .. m .. " ", 1, true), m .. " missing from the table:\n" .. out)
+  end
+  expect(out:find("SimpleNet on fakes_dataset test (5 images, mean baseline, target pred)", 1, true), out)
+  local j = json.read_file(tmp .. "/out/fakes_dataset_SimpleNet_explain_eval.json")
+  expect_eq(j.n_images, 5)
+  expect_eq(j.baseline, "mean")
+  expect_eq(#j.fractions, 11)
+  for _, m in ipairs{"saliency", "gradcam", "smoothgrad", "random"} do
+    local s = j.methods[m]
+    expect(s, m)
+    expect_eq(#s.deletion, 11, m)
+    expect_eq(#s.insertion, 11, m)
+    expect(s.deletion_auc >= 0 and s.deletion_auc <= 1 and s.insertion_auc >= 0 and s.insertion_auc <= 1, m)
+    expect_near(s.difference, s.insertion_auc - s.deletion_auc, 1e-12, m)
+    expect_near(faithfulness.auc(s.deletion), s.deletion_auc, 1e-6, m .. ": AUC of the mean curve")
+    -- nothing removed = everything revealed (the clean image); the reverse is the baseline
+    expect_near(s.deletion[1], s.insertion[11], 1e-6, m)
+    expect_near(s.deletion[11], s.insertion[1], 1e-6, m)
+    expect(s.ms_per_image >= 0, m)
+  end
+  -- every method sees the same images and target: the end points agree across methods
+  expect_near(j.methods.saliency.deletion[1], j.methods.gradcam.deletion[1], 1e-6)
+  local path = tmp .. "/figures/fakes_dataset_SimpleNet_explain_eval.png"
+  expect(fmd.sys.is_file(path) and not fmd.sys.is_file(path .. ".tmp"), "figure written via .tmp")
+  local img = fmd.load_image(path)
+  expect(img:size(3) >= 1400 and img:size(2) >= 500, fmd.shape_str(img))
+  local bg = img:narrow(2, 1, 1):narrow(3, 1, 1)
+  expect((img - bg):abs():sum(1):gt(0.3):mean():item() > 0.02, "the figure looks blank")
+end)
+
+test("explain_eval.lua: a wrong method or layer is one line", function()
+  assert(setup_ok, setup_err)
+  local out, code = run("explain_eval.lua", COMMON .. " --n 2 --methods saliency,gradcan")
+  expect_eq(code, 1)
+  expect(out:find("--methods: unknown method 'gradcan' (did you mean gradcam?)", 1, true), out)
+  expect(not out:find("traceback", 1, true), out)
+  out, code = run("explain_eval.lua", COMMON .. " --n 2 --methods gradcam --layer conv9")
+  expect_eq(code, 1)
+  expect(out:find("no layer 'conv9'", 1, true), out)
+  expect(not out:find("traceback", 1, true), out)
+end)
+
+os.execute("rm -rf " .. tmp)
