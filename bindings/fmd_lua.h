@@ -45,5 +45,6 @@ void fmd_lua_open_image(lua_State *L);
 void fmd_lua_open_serialize(lua_State *L);
 void fmd_lua_open_faces(lua_State *L);
 void fmd_lua_open_metrics(lua_State *L);
+void fmd_lua_open_json(lua_State *L);
 
 #endif
