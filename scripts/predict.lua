@@ -93,6 +93,10 @@ for _, p in ipairs(paths) do
   end
 end
 
+if #files == 0 and #failed == 0 then
+  die(("no .png, .jpg or .jpeg files in %s"):format(table.concat(paths, ", ")))
+end
+
 -- a quick look at the first bytes: not an image (or unreadable) fails here
 local good = {}
 for _, f in ipairs(files) do
@@ -119,6 +123,10 @@ end
 
 local model = analysis.load_model(opts.model, opts.checkpoint_path)
 local tf = transforms.course("test")
+if opts.cam and opts.method:find("cam$") then   -- a wrong layer fails now, not after the first batch
+  local ok, err = pcall(require("fmd.explain.util").find_layer, opts.method, model, opts.layer)
+  if not ok then die(("--layer: %s"):format(tostring(err):gsub("^explain%.%w+: ", ""))) end
+end
 local rows = {}   -- per good file: {logit_real, logit_fake, p_fake}
 
 local function write_overlays(batch_files, images)

@@ -156,6 +156,7 @@ test("--cam writes an overlay per image with any method, under the folder's stru
 end)
 
 test("mistakes are one line: no checkpoint, bad method, bad --out, existing --out, no path", function()
+  sh(("mkdir -p %s/notes && echo hi > %s/notes/a.txt"):format(tmp, tmp))
   local cases = {
     {"-m SimpleNet imgs", "predict: -cpp CKPT is required"},
     {PRED .. "--cam c --method gradcan imgs", "unknown attribution method 'gradcan' (did you mean gradcam?)"},
@@ -164,6 +165,8 @@ test("mistakes are one line: no checkpoint, bad method, bad --out, existing --ou
     {PRED, "predict: no image or folder given"},
     {PRED .. "--threshold 2 imgs", "--threshold must be in [0, 1]"},
     {"-m SimpleNet -cpp nope.safetensors imgs", "checkpoint nope.safetensors: no such file"},
+    {PRED .. "--cam c --layer conv9 imgs", "predict: --layer: the model has no layer 'conv9' (did you mean conv1?)"},
+    {PRED .. "notes", "predict: no .png, .jpg or .jpeg files in notes"},
   }
   for _, c in ipairs(cases) do
     local out, code = run("predict.lua", c[1])
