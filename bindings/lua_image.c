@@ -134,6 +134,32 @@ static lua_Integer field_int(lua_State *L, int t, const char *k, lua_Integer def
     return v;
 }
 
+static float field_num(lua_State *L, int t, const char *k, float def) {
+    lua_getfield(L, t, k);
+    float v = def;
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        v = (float)lua_tonumberx(L, -1, &ok);
+        if (!ok) luaL_error(L, "transform op: field '%s' must be a number", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* out-of-range values stay out of range (the checks then name them) */
+static int small_int(lua_Integer v) { return v > 1000000 ? 1000000 : v < -1000000 ? -1000000 : (int)v; }
+
+/* field k = {lo, hi} (default {1, 1}: an unchanged colour) */
+static void field_range(lua_State *L, int t, const char *k, float *out) {
+    out[0] = out[1] = 1.0f;
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1)) {
+        if (get_floats(L, lua_gettop(L), k, out, 2) != 2)
+            luaL_error(L, "transform op: field '%s' must be {lo, hi}", k);
+    }
+    lua_pop(L, 1);
+}
+
 /* ops table (array of {kind=..., ...}) at idx -> fmd_transform */
 static void check_ops(lua_State *L, int idx, fmd_transform *tf) {
     idx = lua_absindex(L, idx);
@@ -154,6 +180,9 @@ static void check_ops(lua_State *L, int idx, fmd_transform *tf) {
         else if (!strcmp(kind, "random_crop")) op->kind = FMD_TF_RANDOM_CROP;
         else if (!strcmp(kind, "hflip")) op->kind = FMD_TF_HFLIP;
         else if (!strcmp(kind, "normalize")) op->kind = FMD_TF_NORMALIZE;
+        else if (!strcmp(kind, "random_jpeg")) op->kind = FMD_TF_RANDOM_JPEG;
+        else if (!strcmp(kind, "gaussian_blur")) op->kind = FMD_TF_GAUSSIAN_BLUR;
+        else if (!strcmp(kind, "color_jitter")) op->kind = FMD_TF_COLOR_JITTER;
         else luaL_error(L, "transform op %d: unknown kind '%s'", i + 1, kind);
         lua_pop(L, 1);
         op->h = field_int(L, t, "h", 0);
@@ -162,7 +191,7 @@ static void check_ops(lua_State *L, int idx, fmd_transform *tf) {
         lua_getfield(L, t, "pil8");
         op->pil8 = lua_toboolean(L, -1);
         lua_getfield(L, t, "p");
-        op->p = (float)luaL_optnumber(L, -1, 0.5);
+        op->p = (float)luaL_optnumber(L, -1, op->kind == FMD_TF_GAUSSIAN_BLUR ? 1.0 : 0.5);
         lua_pop(L, 2);
         if (op->kind == FMD_TF_NORMALIZE) {
             lua_getfield(L, t, "mean");
@@ -172,6 +201,19 @@ static void check_ops(lua_State *L, int idx, fmd_transform *tf) {
             lua_pop(L, 2);
             if (nm != ns) luaL_error(L, "normalize: %d mean values but %d std values", nm, ns);
             op->nch = nm;
+        }
+        if (op->kind == FMD_TF_RANDOM_JPEG) {
+            op->q_lo = small_int(field_int(L, t, "q_lo", 0));
+            op->q_hi = small_int(field_int(L, t, "q_hi", op->q_lo));
+        } else if (op->kind == FMD_TF_GAUSSIAN_BLUR) {
+            op->kx = small_int(field_int(L, t, "kx", 0));
+            op->ky = small_int(field_int(L, t, "ky", op->kx));
+            op->sigma_lo = field_num(L, t, "sigma_lo", 0);
+            op->sigma_hi = field_num(L, t, "sigma_hi", op->sigma_lo);
+        } else if (op->kind == FMD_TF_COLOR_JITTER) {
+            field_range(L, t, "brightness", op->jitter[0]);
+            field_range(L, t, "contrast", op->jitter[1]);
+            field_range(L, t, "saturation", op->jitter[2]);
         }
         lua_pop(L, 1);
         tf->n = i + 1;

@@ -268,10 +268,28 @@ fmd_tensor *fmd_image_hflip(fmd_tensor *img);
 /* (v - mean[c]) / std[c]; n = C values, or 1 for all channels */
 fmd_tensor *fmd_image_normalize(fmd_tensor *img, int n, const float *mean, const float *std);
 
+/* Augmentations on img (3,H,W) in [0, 1] (each refuses other values, e.g.
+ * a normalized image, naming itself): new contiguous (3,H,W), no autograd.
+ * jpeg: quantize to 8 bits, encode with libjpeg at `quality` (1..100,
+ * 4:2:0, no optimize: PIL's Image.save(f, "JPEG", quality=q)), decode.
+ * gaussian_blur: torchvision's gaussian_blur: kx x ky odd kernel (kx along
+ * the width), sigmas > 0, reflect padding (needs kx/2 < W, ky/2 < H).
+ * color_jitter: torchvision's adjust_brightness, adjust_contrast,
+ * adjust_saturation in that order (factors >= 0; 1 = unchanged). */
+fmd_tensor *fmd_image_jpeg(fmd_tensor *img, int quality);
+fmd_tensor *fmd_image_gaussian_blur(fmd_tensor *img, int kx, int ky, float sigma_x, float sigma_y);
+fmd_tensor *fmd_image_color_jitter(fmd_tensor *img, float brightness, float contrast, float saturation);
+
 /* A transform chain the loader can run without Lua. Random ops draw from
- * the rng in op order: random crop draws top then left (each
- * floor(u * count)), flip draws u and flips when u < p. */
-enum { FMD_TF_RESIZE = 1, FMD_TF_CENTER_CROP, FMD_TF_RANDOM_CROP, FMD_TF_HFLIP, FMD_TF_NORMALIZE };
+ * the rng in op order, a fixed number of draws per op whatever is drawn:
+ * random crop draws top then left (each floor(u * count)); flip draws u
+ * and flips when u < p; random JPEG draws u (applies when u < p) then the
+ * quality q_lo + floor(u * (q_hi - q_lo + 1)); gaussian blur draws u
+ * (applies when u < p) then sigma = lo + u * (hi - lo); colour jitter
+ * draws the brightness, contrast and saturation factors, each
+ * lo + u * (hi - lo). Augmentations must come before normalize. */
+enum { FMD_TF_RESIZE = 1, FMD_TF_CENTER_CROP, FMD_TF_RANDOM_CROP, FMD_TF_HFLIP, FMD_TF_NORMALIZE,
+       FMD_TF_RANDOM_JPEG, FMD_TF_GAUSSIAN_BLUR, FMD_TF_COLOR_JITTER };
 #define FMD_TF_MAX_OPS 16
 #define FMD_TF_MAX_CH 4
 typedef struct fmd_tf_op {
@@ -279,9 +297,14 @@ typedef struct fmd_tf_op {
     int64_t h, w;        /* output size: resize, crops */
     int pad;             /* random crop: zero padding on each side */
     int pil8;            /* resize: 8-bit PIL emulation */
-    float p;             /* flip probability */
+    float p;             /* flip, random JPEG, blur: probability */
     int nch;             /* normalize: number of mean/std values */
     float mean[FMD_TF_MAX_CH], std[FMD_TF_MAX_CH];
+    int q_lo, q_hi;      /* random JPEG: quality range, 1..100 */
+    int kx, ky;          /* gaussian blur: odd kernel width and height */
+    float sigma_lo, sigma_hi;   /* gaussian blur: sigma range, > 0 */
+    float jitter[3][2];  /* colour jitter: [lo, hi] of the brightness,
+                          * contrast, saturation factors, 0 <= lo <= hi */
 } fmd_tf_op;
 typedef struct fmd_transform { int n; fmd_tf_op ops[FMD_TF_MAX_OPS]; } fmd_transform;
 int fmd_transform_check(const fmd_transform *tf);

@@ -1,14 +1,19 @@
 /*
  * transform.c - image kernels on C x H x W float tensors (resize, pad+crop,
- * horizontal flip, normalize) and the transform chain the data loader runs.
+ * horizontal flip, normalize; the JPEG, blur and colour augmentations) and
+ * the transform chain the data loader runs.
  *
  * The kernels are serial on purpose: they run inside data-loader workers, so
  * parallelism comes from the workers and never competes with fmd_parallel.
  * They record no autograd (data preparation only).
  */
 #include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jpeglib.h>
 
 #include "fmd.h"
 
@@ -333,6 +338,222 @@ fmd_tensor *fmd_image_normalize(fmd_tensor *img, int n, const float *mean, const
     return out;
 }
 
+/* --------------------------------------------------------- augmentations */
+
+/* contiguous (3,H,W) [0, 1] source (when rgb) or an error naming the op.
+ * The range check is what catches an augmentation placed after Normalize
+ * inside a Lua chain; 1e-4 slack for float resize rounding. */
+static fmd_tensor *aug_input(const char *op, fmd_tensor *img, int rgb) {
+    fmd_tensor *x = chw_input(op, img);
+    if (!x) return NULL;
+    if (rgb && x->shape[0] != 3) {
+        char sb[96];
+        fmd_shape_str(sb, sizeof sb, x->ndim, x->shape);
+        fmd_release(x);
+        return fmd_fail_null("%s: needs a 3 x H x W RGB image, got %s", op, sb);
+    }
+    const float *d = fmd_data(x);
+    int64_t n = fmd_numel(x);
+    for (int64_t i = 0; i < n; i++)
+        if (!(d[i] >= -1e-4f && d[i] <= 1.0001f)) {
+            float v = d[i];
+            fmd_release(x);
+            return fmd_fail_null("%s: image values must be in [0, 1], found %g (put it before Normalize)",
+                                 op, v);
+        }
+    return x;
+}
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jmp;
+    char msg[JMSG_LENGTH_MAX];
+    uint8_t *pix, *buf;      /* interleaved RGB rows; our output buffer */
+} jpg_enc;
+
+static void jpg_enc_exit(j_common_ptr cinfo) {
+    jpg_enc *e = (jpg_enc *)cinfo->err;
+    e->pub.format_message(cinfo, e->msg);
+    longjmp(e->jmp, 1);
+}
+
+static void jpg_enc_silent(j_common_ptr cinfo) { (void)cinfo; }
+
+// img is (3,H,W) in [0, 1]; returns (3,H,W), the image after a JPEG round trip
+fmd_tensor *fmd_image_jpeg(fmd_tensor *img, int quality) {
+    if (quality < 1 || quality > 100) return fmd_fail_null("RandomJPEG: quality %d must be in 1..100", quality);
+    fmd_tensor *x = aug_input("RandomJPEG", img, 1);
+    if (!x) return NULL;
+    int64_t h = x->shape[1], w = x->shape[2], plane = h * w;
+    if (h > 65500 || w > 65500) {   /* JPEG's limit */
+        fmd_release(x);
+        return fmd_fail_null("RandomJPEG: image %lld x %lld is over JPEG's 65500 side limit", (long long)h,
+                             (long long)w);
+    }
+    struct jpeg_compress_struct ci;
+    jpg_enc e;
+    memset(&e, 0, sizeof e);
+    /* room for any JPEG of this size (libjpeg-turbo's tjBufSize bound), so
+     * libjpeg never swaps in a buffer of its own */
+    unsigned long cap = (unsigned long)(((w + 15) & ~15) * ((h + 15) & ~15) * 6 + 2048);
+    unsigned long len = cap;
+    e.pix = malloc((size_t)(plane * 3));
+    e.buf = malloc(cap);
+    if (!e.pix || !e.buf) {
+        free(e.pix); free(e.buf);
+        fmd_release(x);
+        return fmd_fail_null("RandomJPEG: out of memory for a %lld x %lld image", (long long)h, (long long)w);
+    }
+    const float *s = fmd_data(x);
+    for (int64_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++) e.pix[i * 3 + c] = to_u8(s[c * plane + i]);
+    fmd_release(x);
+    ci.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = jpg_enc_exit;
+    e.pub.output_message = jpg_enc_silent;
+    if (setjmp(e.jmp)) {
+        jpeg_destroy_compress(&ci);
+        free(e.pix); free(e.buf);
+        return fmd_fail_null("RandomJPEG: libjpeg: %s", e.msg);
+    }
+    jpeg_create_compress(&ci);
+    uint8_t *out = e.buf;
+    jpeg_mem_dest(&ci, &out, &len);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = 3;
+    ci.in_color_space = JCS_RGB;
+    /* PIL's encoder: library defaults (YCbCr 4:2:0, islow DCT, Huffman
+     * tables not optimized), then jpeg_set_quality(q, force_baseline) */
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, quality, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = e.pix + (size_t)ci.next_scanline * (size_t)(w * 3);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    free(e.pix);
+    fmd_tensor *r = fmd_image_decode(out, len, "jpeg round trip");
+    if (out != e.buf) free(out);   /* cannot happen with cap, kept for safety */
+    free(e.buf);
+    return r;
+}
+
+/* torchvision's _get_gaussian_kernel1d in float32: x = -(k-1)/2 .. (k-1)/2,
+ * pdf = exp(-0.5 (x / sigma)^2), normalized to sum 1 */
+static void gauss_kernel(int k, float sigma, float *out) {
+    float half = (float)(k - 1) * 0.5f, sum = 0;
+    for (int i = 0; i < k; i++) {
+        float t = ((float)i - half) / sigma;
+        out[i] = expf(-0.5f * t * t);
+        sum += out[i];
+    }
+    for (int i = 0; i < k; i++) out[i] /= sum;
+}
+
+/* reflect (no edge repeat) index into 0..n-1, valid for -n < i < 2n - 1 */
+static inline int64_t reflect(int64_t i, int64_t n) { return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i; }
+
+// img is (C,H,W); returns (C,H,W) blurred with a separable kx x ky Gaussian
+fmd_tensor *fmd_image_gaussian_blur(fmd_tensor *img, int kx, int ky, float sigma_x, float sigma_y) {
+    if (kx < 1 || ky < 1 || kx % 2 == 0 || ky % 2 == 0 || kx > 255 || ky > 255)
+        return fmd_fail_null("GaussianBlur: kernel size %d x %d must be odd, 1..255", kx, ky);
+    if (!(sigma_x > 0) || !(sigma_y > 0) || !isfinite(sigma_x) || !isfinite(sigma_y))
+        return fmd_fail_null("GaussianBlur: sigma %g, %g must be > 0", sigma_x, sigma_y);
+    fmd_tensor *x = aug_input("GaussianBlur", img, 0);
+    if (!x) return NULL;
+    int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
+    int px = kx / 2, py = ky / 2;
+    if (px >= w || py >= h) {
+        fmd_release(x);
+        return fmd_fail_null("GaussianBlur: kernel %d x %d (width x height) needs an image over %d pixels wide "
+                             "and %d high (reflect padding), got %lld x %lld (width x height)", kx, ky, px, py,
+                             (long long)w, (long long)h);
+    }
+    float gx[255], gy[255];
+    gauss_kernel(kx, sigma_x, gx);
+    gauss_kernel(ky, sigma_y, gy);
+    fmd_tensor *out = fmd_empty_like(x);
+    float *tmp = malloc(sizeof(float) * (size_t)(h * w)), *row = malloc(sizeof(float) * (size_t)(w + 2 * px));
+    if (!out || !tmp || !row) {
+        free(tmp); free(row);
+        fmd_release(x); fmd_release(out);
+        return fmd_fail_null("GaussianBlur: out of memory");
+    }
+    const float *s = fmd_data(x);
+    float *d = fmd_data(out);
+    for (int64_t c = 0; c < C; c++) {
+        const float *sp = s + c * h * w;
+        float *dp = d + c * h * w;
+        for (int64_t y = 0; y < h; y++) {   /* horizontal: padded row, then taps */
+            const float *r = sp + y * w;
+            for (int64_t i = -px; i < w + px; i++) row[i + px] = r[reflect(i, w)];
+            float *o = tmp + y * w;
+            for (int64_t i = 0; i < w; i++) {
+                float acc = 0;
+                for (int k = 0; k < kx; k++) acc += row[i + k] * gx[k];
+                o[i] = acc;
+            }
+        }
+        for (int64_t y = 0; y < h; y++) {   /* vertical, row-wise so the inner loop is contiguous */
+            float *o = dp + y * w;
+            for (int64_t i = 0; i < w; i++) o[i] = 0;
+            for (int k = 0; k < ky; k++) {
+                const float *p = tmp + reflect(y + k - py, h) * w;
+                float g = gy[k];
+                for (int64_t i = 0; i < w; i++) o[i] += p[i] * g;
+            }
+        }
+    }
+    free(tmp); free(row);
+    fmd_release(x);
+    return out;
+}
+
+static inline float clampf01(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+// img is (3,H,W) in [0, 1]; returns (3,H,W)
+fmd_tensor *fmd_image_color_jitter(fmd_tensor *img, float brightness, float contrast, float saturation) {
+    if (!(brightness >= 0) || !(contrast >= 0) || !(saturation >= 0) || !isfinite(brightness) ||
+        !isfinite(contrast) || !isfinite(saturation))
+        return fmd_fail_null("ColorJitter: factors (brightness %g, contrast %g, saturation %g) must be >= 0",
+                             brightness, contrast, saturation);
+    fmd_tensor *x = aug_input("ColorJitter", img, 1);
+    if (!x) return NULL;
+    fmd_tensor *out = fmd_empty_like(x);
+    if (!out) { fmd_release(x); return NULL; }
+    int64_t plane = x->shape[1] * x->shape[2];
+    float *d = fmd_data(out);
+    memcpy(d, fmd_data(x), sizeof(float) * (size_t)(3 * plane));
+    fmd_release(x);
+    float *r = d, *g = d + plane, *b = d + 2 * plane;
+    /* torchvision's _blend: (f * a + (1 - f) * b).clamp(0, 1), float32 math.
+     * A factor of 1 is skipped: then the blend is the identity on [0, 1]. */
+    if (brightness != 1.0f) {
+        float f = brightness;
+        for (int64_t i = 0; i < 3 * plane; i++) d[i] = clampf01(f * d[i]);
+    }
+    if (contrast != 1.0f) {
+        double sum = 0;
+        for (int64_t i = 0; i < plane; i++) sum += 0.2989f * r[i] + 0.587f * g[i] + 0.114f * b[i];
+        float f = contrast, f1 = (float)(1.0 - (double)contrast);
+        float m = (float)(sum / (double)plane) * f1;
+        for (int64_t i = 0; i < 3 * plane; i++) d[i] = clampf01(f * d[i] + m);
+    }
+    if (saturation != 1.0f) {
+        float f = saturation, f1 = (float)(1.0 - (double)saturation);
+        for (int64_t i = 0; i < plane; i++) {
+            float gray = (0.2989f * r[i] + 0.587f * g[i] + 0.114f * b[i]) * f1;
+            r[i] = clampf01(f * r[i] + gray);
+            g[i] = clampf01(f * g[i] + gray);
+            b[i] = clampf01(f * b[i] + gray);
+        }
+    }
+    return out;
+}
+
 /* ------------------------------------------------------ transform chain */
 
 /* integer in [0, n) from one uniform draw; shared with the Lua transforms */
@@ -346,6 +567,21 @@ static int64_t half_round_even(int64_t d) {
     if (d % 2 == 0) return d / 2;
     int64_t lo = d / 2;          /* d > 0 here */
     return lo % 2 == 0 ? lo : lo + 1;
+}
+
+static const char *aug_name(int kind) {
+    switch (kind) {
+    case FMD_TF_RANDOM_JPEG: return "RandomJPEG";
+    case FMD_TF_GAUSSIAN_BLUR: return "GaussianBlur";
+    case FMD_TF_COLOR_JITTER: return "ColorJitter";
+    default: return "op";
+    }
+}
+
+/* lo + u * (hi - lo); exactly lo when lo == hi */
+static float draw_range(fmd_rng *rng, float lo, float hi) {
+    double u = fmd_rng_next_uniform(rng);
+    return lo == hi ? lo : (float)(lo + u * ((double)hi - lo));
 }
 
 int fmd_transform_check(const fmd_transform *tf) {
@@ -373,9 +609,39 @@ int fmd_transform_check(const fmd_transform *tf) {
                     return fmd_fail("transform op %d: normalize std[%d] = %g must be nonzero", i + 1, c + 1,
                                     op->std[c]);
             break;
+        case FMD_TF_RANDOM_JPEG:
+            if (!(op->p >= 0 && op->p <= 1))
+                return fmd_fail("transform op %d: RandomJPEG probability %g must be in [0, 1]", i + 1, op->p);
+            if (op->q_lo < 1 || op->q_hi > 100 || op->q_lo > op->q_hi)
+                return fmd_fail("transform op %d: RandomJPEG quality range %d..%d must be within 1..100, "
+                                "low <= high", i + 1, op->q_lo, op->q_hi);
+            break;
+        case FMD_TF_GAUSSIAN_BLUR:
+            if (!(op->p >= 0 && op->p <= 1))
+                return fmd_fail("transform op %d: GaussianBlur probability %g must be in [0, 1]", i + 1, op->p);
+            if (op->kx < 1 || op->ky < 1 || op->kx % 2 == 0 || op->ky % 2 == 0 || op->kx > 255 || op->ky > 255)
+                return fmd_fail("transform op %d: GaussianBlur kernel size %d x %d must be odd, 1..255", i + 1,
+                                op->kx, op->ky);
+            if (!(op->sigma_lo > 0 && op->sigma_lo <= op->sigma_hi && isfinite(op->sigma_hi)))
+                return fmd_fail("transform op %d: GaussianBlur sigma range %g..%g must be > 0, low <= high",
+                                i + 1, op->sigma_lo, op->sigma_hi);
+            break;
+        case FMD_TF_COLOR_JITTER: {
+            static const char *names[3] = {"brightness", "contrast", "saturation"};
+            for (int k = 0; k < 3; k++)
+                if (!(op->jitter[k][0] >= 0 && op->jitter[k][0] <= op->jitter[k][1] && isfinite(op->jitter[k][1])))
+                    return fmd_fail("transform op %d: ColorJitter %s range %g..%g must be >= 0, low <= high",
+                                    i + 1, names[k], op->jitter[k][0], op->jitter[k][1]);
+            break;
+        }
         default:
             return fmd_fail("transform op %d: unknown kind %d", i + 1, op->kind);
         }
+        if (op->kind >= FMD_TF_RANDOM_JPEG)
+            for (int j = 0; j < i; j++)
+                if (tf->ops[j].kind == FMD_TF_NORMALIZE)
+                    return fmd_fail("transform op %d: %s after normalize (op %d): augmentations take [0, 1] "
+                                    "images, put them before Normalize", i + 1, aug_name(op->kind), j + 1);
     }
     return 0;
 }
@@ -428,6 +694,29 @@ fmd_tensor *fmd_transform_apply(const fmd_transform *tf, fmd_tensor *img, fmd_rn
         case FMD_TF_NORMALIZE:
             next = fmd_image_normalize(cur, op->nch, op->mean, op->std);
             break;
+        case FMD_TF_RANDOM_JPEG: {
+            int apply = fmd_rng_next_uniform(rng) < op->p;
+            int q = op->q_lo + (int)draw_int(rng, op->q_hi - op->q_lo + 1);
+            next = apply ? fmd_image_jpeg(cur, q) : aug_input("RandomJPEG", cur, 1);
+            break;
+        }
+        case FMD_TF_GAUSSIAN_BLUR: {
+            int apply = fmd_rng_next_uniform(rng) < op->p;
+            float sigma = draw_range(rng, op->sigma_lo, op->sigma_hi);
+            /* not applied: still checked, so a bad input fails on every draw */
+            if (!apply && (op->kx / 2 >= w || op->ky / 2 >= h))
+                next = fmd_image_gaussian_blur(cur, op->kx, op->ky, 1.0f, 1.0f);   /* for its error */
+            else
+                next = apply ? fmd_image_gaussian_blur(cur, op->kx, op->ky, sigma, sigma)
+                             : aug_input("GaussianBlur", cur, 0);
+            break;
+        }
+        case FMD_TF_COLOR_JITTER: {
+            float f[3];
+            for (int k = 0; k < 3; k++) f[k] = draw_range(rng, op->jitter[k][0], op->jitter[k][1]);
+            next = fmd_image_color_jitter(cur, f[0], f[1], f[2]);
+            break;
+        }
         }
         fmd_release(cur);
         cur = next;

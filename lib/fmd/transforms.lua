@@ -5,9 +5,10 @@
 -- transforms.manual_seed(s) reseeds, so runs are reproducible.
 --
 -- Transforms built from Resize, CenterCrop, RandomCrop, RandomHorizontalFlip,
--- ToTensor and Normalize (and Compose of those) carry a C description
--- (t.ops); the threaded DataLoader runs those without Lua, with the same
--- random draws as the Lua call.
+-- ToTensor, Normalize and the augmentations RandomJPEG, GaussianBlur and
+-- ColorJitter (and Compose of those) carry a C description (t.ops); the
+-- threaded DataLoader runs those without Lua, with the same random draws as
+-- the Lua call.
 local C = require "fmd.core"
 
 local T = {}
@@ -98,6 +99,92 @@ function T.Normalize(mean, std)
     {{kind = "normalize", mean = mean, std = std}})
 end
 
+-- ------------------------------------------------------------ augmentations
+-- They take [0, 1] images: before Normalize (Compose refuses them after it,
+-- the C op refuses values outside [0, 1]).
+
+local function is_num(v) return type(v) == "number" and v == v end
+
+-- RandomJPEG(p, quality_lo [, quality_hi = quality_lo]): with probability p,
+-- JPEG-encode at a quality drawn uniformly from the integers lo..hi (libjpeg,
+-- 4:2:0, as PIL's Image.save(f, "JPEG", quality=q)) and decode back
+function T.RandomJPEG(p, lo, hi)
+  if not is_num(p) or p < 0 or p > 1 then
+    error(("RandomJPEG: p must be a probability in [0, 1], got %s"):format(tostring(p)), 2)
+  end
+  hi = hi == nil and lo or hi
+  for _, q in ipairs{lo, hi} do
+    if math.type(q) ~= "integer" or q < 1 or q > 100 then
+      error(("RandomJPEG: quality must be an integer in 1..100, got %s"):format(tostring(q)), 2)
+    end
+  end
+  if lo > hi then error(("RandomJPEG: quality_lo %d is above quality_hi %d"):format(lo, hi), 2) end
+  return op_transform(("RandomJPEG(p=%g, quality=%d..%d)"):format(p, lo, hi),
+    {{kind = "random_jpeg", p = p, q_lo = lo, q_hi = hi}})
+end
+
+-- GaussianBlur(kernel_size [, sigma_lo = 0.1, sigma_hi = 2.0] [, p = 1]):
+-- torchvision's GaussianBlur: sigma drawn uniformly in [lo, hi] (one number:
+-- that sigma), kernel_size odd, or {kx, ky} in torchvision's order (width
+-- first); reflect padding; applied with probability p
+function T.GaussianBlur(ksize, lo, hi, p)
+  local kx, ky = ksize, ksize
+  if type(ksize) == "table" then kx, ky = ksize[1], ksize[2] end
+  for _, k in ipairs{kx, ky or false} do
+    if math.type(k) ~= "integer" or k < 1 or k % 2 == 0 or k > 255 then
+      error(("GaussianBlur: kernel_size must be an odd integer in 1..255 (or {kx, ky}), got %s")
+        :format(tostring(k)), 2)
+    end
+  end
+  if lo == nil and hi == nil then lo, hi = 0.1, 2.0 end
+  hi = hi == nil and lo or hi
+  for _, s in ipairs{lo, hi} do
+    if not is_num(s) or s <= 0 or s == math.huge then
+      error(("GaussianBlur: sigma must be a number > 0, got %s"):format(tostring(s)), 2)
+    end
+  end
+  if lo > hi then error(("GaussianBlur: sigma_lo %g is above sigma_hi %g"):format(lo, hi), 2) end
+  p = p == nil and 1 or p
+  if not is_num(p) or p < 0 or p > 1 then
+    error(("GaussianBlur: p must be a probability in [0, 1], got %s"):format(tostring(p)), 2)
+  end
+  return op_transform(("GaussianBlur(%dx%d, sigma=%g..%g, p=%g)"):format(kx, ky, lo, hi, p),
+    {{kind = "gaussian_blur", kx = kx, ky = ky, sigma_lo = lo, sigma_hi = hi, p = p}})
+end
+
+-- ColorJitter(brightness, contrast, saturation): torchvision's factors, each
+-- drawn uniformly in [max(0, 1 - v), 1 + v] (or given as {lo, hi}); applied
+-- in the fixed order brightness, contrast, saturation (torchvision shuffles
+-- the order per image). 0 or nil leaves that property unchanged. No hue.
+function T.ColorJitter(brightness, contrast, saturation, hue)
+  if hue ~= nil and hue ~= 0 then error("ColorJitter: hue is not supported (pass 0 or nothing)", 2) end
+  local op, parts = {kind = "color_jitter"}, {}
+  for _, spec in ipairs{{"brightness", brightness}, {"contrast", contrast}, {"saturation", saturation}} do
+    local name, v = spec[1], spec[2]
+    local r
+    if v == nil then
+      r = {1, 1}
+    elseif is_num(v) then
+      if v < 0 or v == math.huge then
+        error(("ColorJitter: %s must be >= 0, got %s"):format(name, tostring(v)), 2)
+      end
+      r = {math.max(0, 1 - v), 1 + v}
+    elseif type(v) == "table" and #v == 2 and is_num(v[1]) and is_num(v[2]) then
+      if not (v[1] >= 0 and v[1] <= v[2] and v[2] < math.huge) then
+        error(("ColorJitter: %s range {%g, %g} must have 0 <= lo <= hi"):format(name, v[1], v[2]), 2)
+      end
+      r = {v[1], v[2]}
+    else
+      error(("ColorJitter: %s must be a number >= 0 or {lo, hi}, got %s"):format(name, tostring(v)), 2)
+    end
+    op[name] = r
+    parts[#parts + 1] = ("%s=%g..%g"):format(name, r[1], r[2])
+  end
+  return op_transform("ColorJitter(" .. table.concat(parts, ", ") .. ")", {op})
+end
+
+local AUG = {random_jpeg = "RandomJPEG", gaussian_blur = "GaussianBlur", color_jitter = "ColorJitter"}
+
 -- Lambda(fn): any Lua function fn(img, gen) -> img (has no C description, so
 -- a DataLoader using it runs its Lua path)
 local LuaT = {}
@@ -118,6 +205,7 @@ end
 function T.Compose(list)
   if type(list) ~= "table" then error("Compose: expected a list of transforms", 2) end
   local ops, names, all_c = {}, {}, true
+  local kinds, normalized = {}, nil   -- op kinds in order, also through Lua parts
   for i, t in ipairs(list) do
     if not (T.is_transform(t) or type(t) == "function") then
       error(("Compose: item %d is not a transform (got %s)"):format(i, type(t)), 2)
@@ -128,15 +216,27 @@ function T.Compose(list)
       all_c = false
     end
     names[i] = type(t) == "function" and "function" or tostring(t)
+    local tk = getmetatable(t) == OpT and {} or (type(t) == "table" and t.kinds) or {}
+    if getmetatable(t) == OpT then for k, op in ipairs(t.ops) do tk[k] = op.kind end end
+    for _, k in ipairs(tk) do
+      if AUG[k] and normalized then
+        error(("Compose: item %d (%s) comes after Normalize (item %d): augmentations take [0, 1] images, "
+          .. "put them before Normalize"):format(i, names[i], normalized), 2)
+      end
+      if k == "normalize" then normalized = normalized or i end
+      kinds[#kinds + 1] = k
+    end
   end
   local name = "Compose(" .. table.concat(names, ", ") .. ")"
   if all_c then return op_transform(name, ops) end
   local parts = {}
   for i, t in ipairs(list) do parts[i] = t end
-  return T.Lambda(function(img, gen)
+  local lam = T.Lambda(function(img, gen)
     for _, t in ipairs(parts) do img = t(img, gen) end
     return img
   end, name)
+  lam.kinds = kinds
+  return lam
 end
 
 -- The course recipe (the PyTorch skeleton's transforms), by part name.
