@@ -1,6 +1,7 @@
 /* main.c - the fmd executable: runs scripts, -e chunks, and the REPL.
  *
  *   fmd script.lua a b c     run a script, arg = {[0]="script.lua", "a", "b", "c"}
+ *   fmd train -m SimpleNet   a command: runs scripts/train.lua (installed: share/fmd/scripts)
  *   fmd -e 'code'            run a chunk
  *   fmd -i script.lua        run, then enter the REPL
  *   fmd                      the REPL (readline + history when on a terminal)
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,9 +96,15 @@ static int report(lua_State *L, int status) {
 
 /* ------------------------------------------------------------ lib path */
 static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* fmd's Lua modules: <exe>/../share/fmd/lua when installed, else the
- * source tree's lib/; the current folder comes first so a user's copy wins */
+static int is_file(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISREG(st.st_mode); }
+
+/* fmd's Lua modules and scripts: <exe>/../share/fmd/{lua,scripts} when
+ * installed, else the source tree's lib/ and scripts/; for modules the
+ * current folder comes first so a user's copy wins */
+static char scripts_dir[4096 + 64] = FMD_SOURCE_SCRIPTS_DIR;
+
 static void set_paths(lua_State *L) {
     char exe[4096], dir[4096 + 64];
     const char *lib = FMD_SOURCE_LUA_DIR;
@@ -111,7 +119,10 @@ static void set_paths(lua_State *L) {
         if (slash) {
             *slash = 0;
             snprintf(dir, sizeof dir, "%s/../%s", exe, FMD_INSTALL_LUA_REL);
-            if (is_dir(dir)) lib = dir;   /* installed copy */
+            if (is_dir(dir)) {   /* installed copy */
+                lib = dir;
+                snprintf(scripts_dir, sizeof scripts_dir, "%s/../%s", exe, FMD_INSTALL_SCRIPTS_REL);
+            }
         }
     }
     lua_getglobal(L, "package");
@@ -119,11 +130,41 @@ static void set_paths(lua_State *L) {
     lua_setfield(L, -2, "path");
     lua_pushstring(L, lib);
     lua_setfield(L, -2, "fmd_lib");
+    lua_pushstring(L, scripts_dir);
+    lua_setfield(L, -2, "fmd_scripts");
     /* fmd.core is linked in */
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_fmd_core);
     lua_setfield(L, -2, "fmd.core");
     lua_pop(L, 2);
+}
+
+/* `fmd train ...` runs <scripts>/train.lua: a first argument that is a
+ * plain word (no '/', no ".lua", not a file here) names a script. Returns
+ * the path (static buffer), or NULL after printing the commands there are. */
+static const char *command_script(const char *word) {
+    static char path[sizeof scripts_dir + 300];
+    size_t len = strlen(word);
+    if (strchr(word, '/') || (len > 4 && !strcmp(word + len - 4, ".lua")) || is_file(word) || len > 200) return word;
+    snprintf(path, sizeof path, "%s/%s.lua", scripts_dir, word);
+    if (is_file(path)) return path;
+    fprintf(stderr, "%s: '%s' is neither a file nor a command; commands (scripts in %s):", progname, word, scripts_dir);
+    DIR *d = opendir(scripts_dir);
+    if (d) {
+        /* sorted, so the list reads the same on every machine */
+        char *names[256];
+        int k = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && k < 256) {
+            size_t n = strlen(e->d_name);
+            if (n > 4 && !strcmp(e->d_name + n - 4, ".lua")) names[k++] = strndup(e->d_name, n - 4);
+        }
+        closedir(d);
+        qsort(names, (size_t)k, sizeof *names, cmp_names);
+        for (int i = 0; i < k; i++) { fprintf(stderr, "%s %s", i ? "," : "", names[i]); free(names[i]); }
+    }
+    fputc('\n', stderr);
+    return NULL;
 }
 
 static int load_fmd(lua_State *L) {
@@ -280,13 +321,14 @@ static void repl(lua_State *L) {
 static void usage(void) {
     fprintf(stderr,
             "usage: %s [options] [script [args]]\n"
+            "       %s [options] command [args]   (command: a script of fmd's scripts/, e.g. train, predict)\n"
             "  -e code     run code\n"
             "  -i          enter the REPL after running the script\n"
             "  --seed N    fmd.manual_seed(N) first (default: seeded from the clock)\n"
             "  -v, --version  print the version\n"
             "  -h, --help  this help\n"
             "With no script, fmd starts the REPL (`fmd` is loaded as a global).\n",
-            progname);
+            progname, progname);
 }
 
 static int run_script(lua_State *L, char **argv, int script, int argc) {
@@ -299,6 +341,13 @@ static int run_script(lua_State *L, char **argv, int script, int argc) {
     lua_setglobal(L, "arg");
     const char *fname = argv[script];
     if (strcmp(fname, "-") == 0) fname = NULL;
+    else if (!(fname = command_script(fname))) return LUA_ERRFILE;
+    else {   /* arg[0] is the script's path */
+        lua_getglobal(L, "arg");
+        lua_pushstring(L, fname);
+        lua_rawseti(L, -2, 0);
+        lua_pop(L, 1);
+    }
     int st = luaL_loadfile(L, fname);
     if (st == LUA_OK) {
         int n = argc - script - 1;
