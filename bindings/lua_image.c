@@ -355,7 +355,9 @@ static int l_loader_new(lua_State *L) {
     o.shuffle = lua_toboolean(L, -1);
     lua_getfield(L, 4, "drop_last");
     o.drop_last = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 4, "skip_bad");
+    o.skip_bad = lua_toboolean(L, -1);
+    lua_pop(L, 3);
     int64_t n = (int64_t)luaL_len(L, 1);
     if ((int64_t)luaL_len(L, 2) != n)
         return luaL_error(L, "Loader: %d paths but %d labels", (int)n, (int)luaL_len(L, 2));
@@ -415,6 +417,14 @@ static int l_loader_stop(lua_State *L) {
     return 0;
 }
 
+/* loader:skipped() -> samples skipped this epoch, new messages ("" if none) */
+static int l_loader_skipped(lua_State *L) {
+    char buf[4096];
+    lua_pushinteger(L, fmd_loader_skipped(*check_loader(L, 1), buf, sizeof buf));
+    lua_pushstring(L, buf);
+    return 2;
+}
+
 static int l_loader_num_batches(lua_State *L) {
     lua_pushinteger(L, fmd_loader_num_batches(*check_loader(L, 1)));
     return 1;
@@ -437,7 +447,8 @@ void fmd_lua_open_image(lua_State *L) {
 
     static const luaL_Reg loader_methods[] = {
         {"start", l_loader_start}, {"next", l_loader_next}, {"stop", l_loader_stop},
-        {"num_batches", l_loader_num_batches}, {"free", l_loader_gc}, {NULL, NULL}};
+        {"num_batches", l_loader_num_batches}, {"skipped", l_loader_skipped}, {"free", l_loader_gc},
+        {NULL, NULL}};
     luaL_newmetatable(L, FMD_LOADER_MT);
     luaL_newlib(L, loader_methods);
     lua_setfield(L, -2, "__index");

@@ -325,6 +325,9 @@ typedef struct fmd_loader_opts {
     int num_workers;     /* 0 = no threads */
     int prefetch;        /* batches in flight; 0 = default (2) */
     uint64_t seed;
+    int skip_bad;        /* 1: an image that cannot be read or decoded is left out of its
+                          * batch (the batch is smaller; a batch of only bad images is
+                          * skipped) and reported by fmd_loader_skipped, not an error */
 } fmd_loader_opts;
 /* copies paths, labels and tf */
 fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *labels,
@@ -335,6 +338,9 @@ int fmd_loader_start(fmd_loader *l, int64_t epoch);   /* stops a running epoch f
  * worker's message, with the file name); errors repeat until restarted */
 int fmd_loader_next(fmd_loader *l, fmd_tensor **images, fmd_tensor **labels);
 void fmd_loader_stop(fmd_loader *l);                  /* joins workers, frees batches */
+/* samples skipped (skip_bad) this epoch; buf gets the messages of skips not
+ * reported by an earlier call, one per line (as many as fit), "" if none */
+int64_t fmd_loader_skipped(fmd_loader *l, char *buf, size_t n);
 void fmd_loader_free(fmd_loader *l);                  /* NULL is fine */
 
 /* --- procedural faces (engine/faces.c) --- */

@@ -24,6 +24,8 @@ typedef struct {
     fmd_tensor *labels;     /* (size) */
     int failed;
     char msg[512];
+    int64_t nbad;           /* skip_bad: samples left out */
+    uint8_t *bad;           /* (batch_size) flags, owned */
 } slot;
 
 struct fmd_loader {
@@ -48,6 +50,8 @@ struct fmd_loader {
     int nslots;
     slot *slots;
     char err[512];             /* sticky error after a failed batch */
+    int64_t nskipped;          /* skip_bad: samples skipped this epoch */
+    char skipped[4096];        /* messages not yet reported, one per line */
 };
 
 int64_t fmd_loader_num_batches(const fmd_loader *l) { return l->nbatches; }
@@ -60,7 +64,10 @@ static int64_t batch_size_of(const fmd_loader *l, int64_t b) {
 static void slot_reset(fmd_loader *l, slot *s, int64_t b) {
     fmd_release(s->images);
     fmd_release(s->labels);
+    uint8_t *bad = s->bad;
     memset(s, 0, sizeof *s);
+    s->bad = bad;
+    if (bad) memset(bad, 0, (size_t)l->o.batch_size);
     s->batch = b;
     s->size = b >= 0 && b < l->nbatches ? batch_size_of(l, b) : 0;
 }
@@ -107,6 +114,15 @@ static void run_sample(fmd_loader *l, int64_t k) {
     }
     fmd_release(out);
     pthread_mutex_lock(&l->mu);
+    if (msg[0] && !img && l->o.skip_bad) {   /* unreadable file: leave it out, report it */
+        s->bad[j] = 1;
+        s->nbad++;
+        l->nskipped++;
+        size_t used = strlen(l->skipped);
+        if (used + strlen(msg) + 2 < sizeof l->skipped)
+            snprintf(l->skipped + used, sizeof l->skipped - used, "%s\n", msg);
+        msg[0] = 0;
+    }
     if (msg[0] && !s->failed) {
         s->failed = 1;
         memcpy(s->msg, msg, sizeof msg);
@@ -167,6 +183,8 @@ fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *lab
     l->slots = calloc((size_t)l->nslots, sizeof(slot));
     l->threads = calloc((size_t)opts->num_workers + 1, sizeof(pthread_t));
     int ok = l->paths && l->labels && l->order && l->slots && l->threads;
+    for (int i = 0; ok && opts->skip_bad && i < l->nslots; i++)
+        ok = (l->slots[i].bad = calloc((size_t)opts->batch_size, 1)) != NULL;
     for (int64_t i = 0; ok && i < n; i++) {
         l->paths[i] = strdup(paths[i] ? paths[i] : "");
         ok = l->paths[i] != NULL;
@@ -199,6 +217,8 @@ int fmd_loader_start(fmd_loader *l, int64_t epoch) {
     l->next_sample = 0;
     l->consumed = 0;
     l->err[0] = 0;
+    l->nskipped = 0;
+    l->skipped[0] = 0;
     for (int i = 0; i < l->nslots; i++) slot_reset(l, &l->slots[i], i);
     l->started = 1;
     for (int i = 0; i < l->o.num_workers; i++) {
@@ -211,34 +231,71 @@ int fmd_loader_start(fmd_loader *l, int64_t epoch) {
     return 0;
 }
 
+/* the good rows of a batch with skipped samples, as new tensors; *im and
+ * *lb are replaced (their references released) */
+static int compact(const slot *s, fmd_tensor **im, fmd_tensor **lb) {
+    int64_t keep = s->size - s->nbad;
+    int64_t shape[4] = {keep, (*im)->shape[1], (*im)->shape[2], (*im)->shape[3]};
+    fmd_tensor *ni = fmd_empty(4, shape), *nl = fmd_empty(1, shape);
+    if (!ni || !nl) { fmd_release(ni); fmd_release(nl); return -1; }
+    size_t plane = (size_t)(shape[1] * shape[2] * shape[3]);
+    for (int64_t j = 0, k = 0; j < s->size; j++) {
+        if (s->bad[j]) continue;
+        memcpy(fmd_data(ni) + k * plane, fmd_data(*im) + j * plane, plane * sizeof(float));
+        fmd_data(nl)[k++] = fmd_data(*lb)[j];
+    }
+    fmd_release(*im); fmd_release(*lb);
+    *im = ni; *lb = nl;
+    return 0;
+}
+
 int fmd_loader_next(fmd_loader *l, fmd_tensor **images, fmd_tensor **labels) {
     *images = *labels = NULL;
     if (!l->started) return fmd_fail("loader: next() before start()");
-    if (l->err[0]) return fmd_fail("%s", l->err);
-    int64_t b = l->consumed;
-    if (b >= l->nbatches) return 0;
-    slot *s = &l->slots[b % l->nslots];
-    if (l->nthreads == 0) {   /* no workers: decode this batch here */
-        for (int64_t k = b * l->o.batch_size; k < b * l->o.batch_size + s->size && !s->failed; k++) {
-            l->next_sample = k + 1;
-            run_sample(l, k);
+    for (;;) {   /* more than once only when a whole batch was skipped */
+        if (l->err[0]) return fmd_fail("%s", l->err);
+        int64_t b = l->consumed;
+        if (b >= l->nbatches) return 0;
+        slot *s = &l->slots[b % l->nslots];
+        if (l->nthreads == 0) {   /* no workers: decode this batch here */
+            for (int64_t k = b * l->o.batch_size; k < b * l->o.batch_size + s->size && !s->failed; k++) {
+                l->next_sample = k + 1;
+                run_sample(l, k);
+            }
         }
-    }
-    pthread_mutex_lock(&l->mu);
-    while (!s->failed && s->done < s->size) pthread_cond_wait(&l->cv_done, &l->mu);
-    if (s->failed) {
-        memcpy(l->err, s->msg, sizeof l->err);
+        pthread_mutex_lock(&l->mu);
+        while (!s->failed && s->done < s->size) pthread_cond_wait(&l->cv_done, &l->mu);
+        if (s->failed) {
+            memcpy(l->err, s->msg, sizeof l->err);
+            pthread_mutex_unlock(&l->mu);
+            return fmd_fail("%s", l->err);
+        }
+        fmd_tensor *im = s->images, *lb = s->labels;
+        s->images = s->labels = NULL;
+        int all_bad = s->nbad == s->size, rc = 0;
+        if (!all_bad && s->nbad) rc = compact(s, &im, &lb);
+        if (rc) snprintf(l->err, sizeof l->err, "loader: %s", fmd_error());
+        l->consumed++;
+        slot_reset(l, s, b + l->nslots);
+        pthread_cond_broadcast(&l->cv_work);
         pthread_mutex_unlock(&l->mu);
-        return fmd_fail("%s", l->err);
+        if (rc) { fmd_release(im); fmd_release(lb); return fmd_fail("%s", l->err); }
+        if (all_bad) { fmd_release(im); fmd_release(lb); continue; }
+        *images = im;
+        *labels = lb;
+        return 1;
     }
-    *images = s->images;
-    *labels = s->labels;
-    s->images = s->labels = NULL;
-    l->consumed++;
-    slot_reset(l, s, b + l->nslots);
-    pthread_cond_broadcast(&l->cv_work);
+}
+
+int64_t fmd_loader_skipped(fmd_loader *l, char *buf, size_t n) {
+    pthread_mutex_lock(&l->mu);
+    if (buf && n) {
+        snprintf(buf, n, "%s", l->skipped);
+        l->skipped[0] = 0;
+    }
+    int64_t k = l->nskipped;
     pthread_mutex_unlock(&l->mu);
-    return 1;
+    return k;
 }
 
 void fmd_loader_free(fmd_loader *l) {
@@ -248,6 +305,7 @@ void fmd_loader_free(fmd_loader *l) {
         for (int i = 0; i < l->nslots; i++) {
             fmd_release(l->slots[i].images);
             fmd_release(l->slots[i].labels);
+            free(l->slots[i].bad);
         }
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv_work);

@@ -138,7 +138,9 @@ DataLoader.__index = DataLoader
 DataLoader.__name = "DataLoader"
 
 -- DataLoader(ds, {batch_size = 1, shuffle = false, drop_last = false,
---   num_workers = 2, seed = 0, prefetch = 2})
+--   num_workers = 2, seed = 0, prefetch = 2, skip_bad = false})
+-- skip_bad (C loader): an image that cannot be read or decoded is left out
+-- of its batch instead of raising; loader:skipped() tells which.
 -- ds: a FacesDataset, or any object with #ds and ds:get(i, gen) -> image,
 -- label (or ds[i] -> {image, label}). A FacesDataset whose transform has a
 -- C description (the course transforms) is read by the C threaded loader;
@@ -154,17 +156,19 @@ function M.DataLoader(ds, opts)
   local self = setmetatable({
     dataset = ds, batch_size = bs, shuffle = opts.shuffle and true or false,
     drop_last = opts.drop_last and true or false, num_workers = nw, seed = opts.seed or 0,
-    prefetch = opts.prefetch or 0, epoch = 0,
+    prefetch = opts.prefetch or 0, epoch = 0, skip_bad = opts.skip_bad and true or false,
   }, DataLoader)
   local n = #ds
   self.nbatches = self.drop_last and n // bs or (n + bs - 1) // bs
   local tf = M.is_faces_dataset(ds) and ds.transform
   if opts.backend ~= "lua" and type(tf) == "table" and tf.ops then
     self.c = C.Loader(ds.paths, ds.labels, tf.ops, {batch_size = bs, shuffle = self.shuffle,
-      drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch})
+      drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch,
+      skip_bad = self.skip_bad})
   elseif M.is_faces_dataset(ds) and ds.transform == nil then
     self.c = C.Loader(ds.paths, ds.labels, {}, {batch_size = bs, shuffle = self.shuffle,
-      drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch})
+      drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch,
+      skip_bad = self.skip_bad})
   end
   if opts.backend == "lua" then self.c = nil end
   return self
@@ -208,6 +212,16 @@ function DataLoader:iter(epoch)
     b = b + 1
     return C.stack_batch(images, labels)
   end
+end
+
+-- loader:skipped() -> number of images skipped this epoch (skip_bad), and
+-- a list of messages (each naming the file) not returned by an earlier call
+function DataLoader:skipped()
+  if not self.c then return 0, {} end
+  local n, text = self.c:skipped()
+  local msgs = {}
+  for line in text:gmatch("[^\n]+") do msgs[#msgs + 1] = line end
+  return n, msgs
 end
 
 -- stops the workers of a running epoch (they also stop when the loop ends)

@@ -41,9 +41,17 @@ function Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, 
   return self
 end
 
+-- an image that turns out unreadable mid-run (truncated, replaced) is
+-- skipped with a warning naming it, and counted, rather than ending a run
 local function loader(self, ds, shuffle)
   return data.DataLoader(ds, {batch_size = self.batch_size, shuffle = shuffle, drop_last = false,
-                              num_workers = self.num_workers, seed = self.seed})
+                              num_workers = self.num_workers, seed = self.seed, skip_bad = true})
+end
+
+local function warn_skipped(self, dl)
+  local n, msgs = dl:skipped()
+  for _, m in ipairs(msgs) do self.print("warning: skipping an image: " .. m) end
+  return n
 end
 
 local function count_correct(logits, labels)
@@ -62,6 +70,7 @@ function Trainer:train_one_epoch()
   local b = 0
   for images, labels in dl:iter(self.epoch + 1) do
     b = b + 1
+    warn_skipped(self, dl)
     self.optimizer:zero_grad()
     local logits = self.model(images)
     local loss = self.criterion(logits, labels)
@@ -84,6 +93,8 @@ function Trainer:train_one_epoch()
     end
   end
   self.last_train_seconds = bar:finish()
+  self.skipped = (self.skipped or 0) + warn_skipped(self, dl)
+  if n == 0 then error("training: every image of the epoch was skipped (unreadable)", 0) end
   return total_loss / n, 100 * correct / n
 end
 
@@ -99,6 +110,7 @@ function Trainer:evaluate_model_on_dataloader(dataset)
     local b = 0
     for images, labels in dl:iter(1) do
       b = b + 1
+      warn_skipped(self, dl)
       local logits = self.model(images)
       local bs = labels:numel()
       total_loss = total_loss + self.criterion(logits, labels):item() * bs
@@ -113,6 +125,8 @@ function Trainer:evaluate_model_on_dataloader(dataset)
     end
   end)
   bar:finish()
+  self.skipped = (self.skipped or 0) + warn_skipped(self, dl)
+  if n == 0 then error("evaluation: every image was skipped (unreadable)", 0) end
   return total_loss / n, 100 * correct / n, scores, labels_out
 end
 
@@ -255,6 +269,7 @@ function Trainer:run(epochs, p)
     local ep = self.epoch + 1
     self.print(("Epoch %d/%d"):format(ep, epochs))
     local t0 = fmd.sys.now()
+    self.skipped = 0
     local train_loss, train_acc = self:train_one_epoch()
     local val_loss, val_acc = self:validate()
     local test_loss, test_acc, scores, labels = self:test()
@@ -262,7 +277,8 @@ function Trainer:run(epochs, p)
     local secs = fmd.sys.now() - t0
     self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
       :format(train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, auc, secs,
-        #self.train_dataset / (self.last_train_seconds or secs)))
+        #self.train_dataset / (self.last_train_seconds or secs)) ..
+      (self.skipped > 0 and (" | %d unreadable images skipped"):format(self.skipped) or ""))
     local L = self.log
     for k, v in pairs{train_loss = train_loss, train_acc = train_acc, val_loss = val_loss, val_acc = val_acc,
                       test_loss = test_loss, test_acc = test_acc, test_auc = auc, seconds_per_epoch = secs} do

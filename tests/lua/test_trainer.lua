@@ -256,4 +256,22 @@ test("train.lua: resume with other --lr or -b is an error unless --force; --resu
     and out:find("exit=1", 1, true) and not out:find("traceback", 1, true), out)
 end)
 
+test("one truncated image is skipped with a warning naming it and counted, not fatal", function()
+  local root = tmp .. "/trunc"
+  sh(("mkdir -p %s/truncroot && cp -r %s/toy %s/truncroot/"):format(tmp, tmp, tmp))
+  local bad = tmp .. "/truncroot/toy/train/fake/003.png"
+  local png = read(bad)
+  write(bad, png:sub(1, #png // 2))          -- truncated after the scan
+  local o = {data_root = tmp .. "/truncroot"}
+  local tr = data.load_dataset("toy", "train", o)
+  expect_eq(#tr, 18)
+  local lines = {}
+  local log = trainer_with_log(root, lines, {tr}):run(1, RUN)
+  local msg = table.concat(lines, "\n")
+  expect(msg:find("warning: skipping an image: loader: image '" .. bad .. "'", 1, true), msg)
+  expect(msg:find("| 1 unreadable images skipped", 1, true), msg)
+  expect_eq(#log.train_loss, 1)
+  expect(log.train_loss[1] == log.train_loss[1], "loss is a number")
+end)
+
 sh("rm -rf '" .. tmp .. "'")
