@@ -743,6 +743,17 @@ local function explained(name)
   return where, examples
 end
 
+-- text in lines of at most width characters after the indent
+local function wrap(text, indent, width)
+  local lines, cur = {}, ""
+  for word in text:gmatch("%S+") do
+    if cur ~= "" and #cur + 1 + #word > width then lines[#lines + 1] = indent .. cur; cur = word
+    else cur = cur == "" and word or (cur .. " " .. word) end
+  end
+  if cur ~= "" then lines[#lines + 1] = indent .. cur end
+  return table.concat(lines, "\n")
+end
+
 -- the help text of a name: its signature and text from docs/reference.md,
 -- examples from the other pages and the page that explains it; nil when
 -- the docs do not name it
@@ -754,7 +765,7 @@ function repl.help_text(name)
   local out = {}
   if e then
     out[1] = e.signature .. (e.returns and (" → " .. e.returns) or "")
-    if e.text ~= "" then out[#out + 1] = "  " .. e.text end
+    if e.text ~= "" then out[#out + 1] = wrap(e.text, "  ", WIDTH - 2) end
   else
     out[1] = name
     local p = first_paragraph(where)
