@@ -182,6 +182,24 @@ if bonus then
     P(("The bonus model has %s trainable parameters, %.2f %% of SimpleNet's %s.")
       :format(models.format_count(bonus.params), 100 * bonus.params / n_s, models.format_count(n_s)))
   end
+  local designs = read_json(opts.logs .. "/bonus_designs.json")
+  if type(designs) == "table" and #designs > 0 then
+    P("Every design trained (scripts/train_bonus.lua; chosen on validation AUC, the test split never read during training):")
+    local drows = {}
+    for _, d in ipairs(designs) do
+      if d.dataset == bonus.dataset then
+        drows[#drows + 1] = {d.design .. (d.chosen and " (chosen)" or ""), d.recipe or "course", models.format_count(d.params),
+          ("%.1f M"):format(d.macs / 1e6), ("%d / %d"):format(d.best_epoch, d.epochs), ("%.4f"):format(d.val_auc),
+          ("%.0f s"):format(d.train_seconds)}
+      end
+    end
+    T({"design", "augmentation", "parameters", "MACs per image", "best epoch", "val AUC", "training time"}, drows)
+  end
+  local sm = read_json(("%s/%s_SimpleNet_metrics.json"):format(opts.logs, bonus.dataset))
+  if sm and sm.auc_b and bonus.test_auc then
+    P(("On the same test split SimpleNet scores AUC %.4f: the bonus model's %.4f is %s with %.2f %% of its parameters.")
+      :format(sm.auc_b, bonus.test_auc, bonus.test_auc >= sm.auc_b and "as good or better" or "lower", 100 * bonus.params / n_s))
+  end
 else
   P("*(out/bonus_metrics.json is missing: the bonus steps did not run)*")
 end

@@ -6,7 +6,7 @@
 -- trade-off figure.
 --
 --   fmd scripts/train_bonus.lua --data-root ../shared/data -d deepfake_dev
---   fmd scripts/train_bonus.lua -d deepfake_dev --design wide5 -e 8
+--   fmd scripts/train_bonus.lua -d deepfake_dev --design wide5 --recipe augment -e 8
 --
 -- Recipe (docs/bonus.md says why): Adam, lr 3e-4 with a cosine decay to
 -- 1e-5 over the epochs, weight decay 1e-4, batch 32, the course's training
@@ -24,7 +24,7 @@ table.sort(designs)
 local opts = cli.parse(arg, {
   name = "scripts/train_bonus.lua",
   description = "Train the bonus model on <data-root>/<dataset>/{train,val}; the best epoch by validation AUC "
-    .. "is saved to checkpoints/bonus.safetensors (the chosen design) or checkpoints/bonus_<design>.safetensors.",
+    .. "is saved to checkpoints/bonus.safetensors (the chosen design and recipe) or checkpoints/bonus_<design>_<recipe>.safetensors.",
   {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
   {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
   {"--design", default = Bonus.CHOSEN, choices = designs, help = "architecture (DESIGNS in bonus_model.lua)"},
@@ -32,6 +32,8 @@ local opts = cli.parse(arg, {
   {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size"},
   {"--lr", type = "number", default = 0.0003, help = "initial learning rate (cosine decay to lr/100)"},
   {"--weight_decay", type = "number", default = 1e-4, help = "Adam weight decay"},
+  {"--recipe", default = Bonus.RECIPE, choices = {"course", "augment"},
+   help = "augmentation: the course's (crop, flip) or also JPEG re-compression (p 0.5, quality 60-100), blur (p 0.2), colour jitter (0.1)"},
   {"--checkpoint", metavar = "PATH", help = "where to save (default by design, see above)"},
   {"--seed", type = "integer", default = 0, help = "random seed"},
   {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
@@ -48,13 +50,26 @@ local optim = require "fmd.optim"
 local state_io = require "fmd.state_io"
 local Trainer = require "fmd.trainer"
 
-local train_ds = data.load_dataset(opts.dataset, "train", {data_root = opts.data_root})
+local transforms = require "fmd.transforms"
+local train_tf
+if opts.recipe == "augment" then
+  -- the course's training transform plus what a face swap's traces must
+  -- survive: re-compression, slight blur, colour shifts (all C ops, so the
+  -- threaded loader runs them)
+  local S = transforms.COURSE_SIZE
+  train_tf = transforms.Compose{transforms.Resize(S, S), transforms.RandomCrop(S, 4), transforms.RandomHorizontalFlip(0.5),
+    transforms.RandomJPEG(0.5, 60, 100), transforms.GaussianBlur(5, 0.1, 1.5, 0.2), transforms.ColorJitter(0.1, 0.1, 0.1),
+    transforms.Normalize(transforms.COURSE_MEAN, transforms.COURSE_STD)}
+end
+local recipe = opts.recipe
+local train_ds = data.load_dataset(opts.dataset, "train", {data_root = opts.data_root, transform = train_tf})
 local val_ds = data.load_dataset(opts.dataset, "val", {data_root = opts.data_root})
 print(("dataset %s: train %d, val %d images (the test split is not read)"):format(opts.dataset, #train_ds, #val_ds))
 
 local model = models.load_model("bonus", {design = opts.design})
 local nparams = models.get_nof_params(model)
 local macs = models.count_macs(model, {1, 3, 256, 256})
+print(("recipe: %s augmentation"):format(recipe))
 print(("bonus design %s: %s trainable parameters, %.1f M multiply-accumulates per 256x256 image")
   :format(opts.design, models.format_count(nparams), macs / 1e6))
 
@@ -63,14 +78,17 @@ local optimizer = optim.Adam(model:parameters(), params)
 local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, nil,
   {num_workers = opts.workers, seed = opts.seed})
 
-local ckpt = opts.checkpoint or (opts.design == Bonus.CHOSEN and Bonus.CHECKPOINT
-  or ("checkpoints/bonus_%s.safetensors"):format(opts.design))
+-- the chosen design and recipe make checkpoints/bonus.safetensors; the
+-- others their own file, so trying a design never replaces the chosen one
+local chosen = opts.design == Bonus.CHOSEN and recipe == Bonus.RECIPE
+local ckpt = opts.checkpoint or (chosen and Bonus.CHECKPOINT
+  or ("checkpoints/bonus_%s_%s.safetensors"):format(opts.design, recipe))
 fmd.sys.mkdir(ckpt:match("^(.*)/[^/]*$") or ".")
 fmd.sys.mkdir("out")
 
-local log = {__order = {"design", "dataset", "params", "macs", "train_loss", "train_acc", "val_loss", "val_acc",
+local log = {__order = {"design", "recipe", "dataset", "params", "macs", "train_loss", "train_acc", "val_loss", "val_acc",
                         "val_auc", "lr", "seconds_per_epoch"},
-             design = opts.design, dataset = opts.dataset, params = nparams, macs = macs,
+             design = opts.design, recipe = recipe, dataset = opts.dataset, params = nparams, macs = macs,
              train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, val_auc = {}, lr = {}, seconds_per_epoch = {}}
 local best, best_epoch = -1, 0
 local t_start = fmd.sys.now()
@@ -95,11 +113,11 @@ for ep = 1, opts.epochs do
     best, best_epoch = auc, ep
     -- fmd.save_safetensors writes a temporary file and renames it
     state_io.save(ckpt, {model = model:state_dict()},
-      {design = opts.design, spec = Bonus.DESIGNS[opts.design], epoch = ep, val_auc = auc, val_acc = val_acc,
+      {design = opts.design, spec = Bonus.DESIGNS[opts.design], recipe = recipe, epoch = ep, val_auc = auc, val_acc = val_acc,
        dataset = opts.dataset, params = nparams, macs = macs})
     print(("saved %s (val AUC %.4f)"):format(ckpt, auc))
   end
-  json.write_file(("out/bonus_%s_%s.json"):format(opts.dataset, opts.design), log, 2)
+  json.write_file(("out/bonus_%s_%s%s.json"):format(opts.dataset, opts.design, recipe == "augment" and "_augment" or ""), log, 2)
 end
 local total = fmd.sys.now() - t_start
 
@@ -111,14 +129,16 @@ if fmd.sys.is_file(table_path) then
   if not ok then error(("%s is not readable (%s); fix or remove it"):format(table_path, tostring(old)), 0) end
   rows = old
 end
-local row = {__order = {"dataset", "design", "params", "macs", "epochs", "best_epoch", "val_auc", "train_seconds",
+local row = {__order = {"dataset", "design", "recipe", "params", "macs", "epochs", "best_epoch", "val_auc", "train_seconds",
                         "checkpoint", "chosen"},
-             dataset = opts.dataset, design = opts.design, params = nparams, macs = macs, epochs = opts.epochs,
+             dataset = opts.dataset, design = opts.design, recipe = recipe, params = nparams, macs = macs, epochs = opts.epochs,
              best_epoch = best_epoch, val_auc = best, train_seconds = total, checkpoint = ckpt,
-             chosen = opts.design == Bonus.CHOSEN}
+             chosen = chosen}
 local replaced = false
 for i, r in ipairs(rows) do
-  if r.dataset == row.dataset and r.design == row.design then rows[i], replaced = row, true end
+  if r.dataset == row.dataset and r.design == row.design and (r.recipe or "course") == recipe then
+    rows[i], replaced = row, true
+  end
 end
 if not replaced then rows[#rows + 1] = row end
 json.write_file(table_path, rows, 2)

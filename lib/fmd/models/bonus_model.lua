@@ -30,6 +30,7 @@ BonusModel.DESIGNS = {
   wide5_grid = {widths = {16, 24, 32, 48, 64}, kernels = {3, 3, 3, 3, 3}, pools = {2, 2, 2, 2, 2}, grid = 2, hidden = 32},
 }
 BonusModel.CHOSEN = "meso4"
+BonusModel.RECIPE = "course"   -- scripts/train_bonus.lua --recipe: "course" or "augment"
 BonusModel.CHECKPOINT = "checkpoints/bonus.safetensors"
 
 -- opts.design: a name in DESIGNS (default CHOSEN) or a design table (then
