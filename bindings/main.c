@@ -40,6 +40,8 @@ static void on_sigint(int sig) {
     lua_sethook(globalL, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+static int in_repl;   /* set while the REPL runs commands */
+
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
@@ -52,6 +54,17 @@ static int msghandler(lua_State *L) {
     const char *colon = strchr(msg, ':');
     int positioned = colon && colon[1] >= '0' && colon[1] <= '9';
     const char *tb = getenv("FMD_TRACEBACK");
+    /* at the prompt, an error in the line just typed ("stdin:1: ...") is
+       read in one line, as the line is on screen; the stack would only show
+       the REPL's own frames */
+    int want_tb = tb && *tb && strcmp(tb, "0") != 0;
+    if (!want_tb && ((in_repl && strncmp(msg, "stdin:", 6) == 0) || strncmp(msg, "(command line):", 15) == 0))
+        return 1;
+    /* a library's error(msg, level) pointing at the REPL's call of the line
+       (through tail calls): the position names fmd's code, not the user's */
+    const char *body = strstr(msg, ": ");   /* after "file:line" */
+    const char *rp = strstr(msg, "/lib/fmd/repl.lua:");
+    if (!want_tb && in_repl && body && rp && rp < body) { lua_pushstring(L, body + 2); return 1; }
     if (!positioned && !(tb && *tb && strcmp(tb, "0") != 0)) {
         /* an engine error (raised by a C function other than error/assert)
            also says where in the user's code it happened */
@@ -271,6 +284,7 @@ static char **complete(const char *text, int start, int end) {
 
 static void repl(lua_State *L) {
     interactive_tty = isatty(0);
+    in_repl = 1;
     lua_getglobal(L, "require");
     lua_pushstring(L, "fmd.repl");
     if (report(L, docall(L, 1, 1)) != LUA_OK) return;

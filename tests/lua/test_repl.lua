@@ -32,6 +32,16 @@ test("repl auto-prints, takes multi-line chunks, survives errors", function()
   expect(out:find("exit=0", 1, true), out)
 end)
 
+test("a mistake at the prompt or in -e is one line, not a traceback", function()
+  local out = run(exe, "x = nil + 1\nrequire('fmd.nn').Linear(2, 'a')\n")
+  expect(out:find("fmd: stdin:1: attempt to perform arithmetic on a nil value\n", 1, true), out)
+  expect(out:find("fmd: nn.Linear: in_features and out_features must be positive integers, got 2 and a\n", 1, true), out)
+  expect(not out:find("stack traceback", 1, true), out)
+  out = run(exe .. " -e 'x = nil + 1'")
+  expect(out:find("(command line):1: attempt to perform arithmetic", 1, true) and not out:find("stack traceback", 1, true), out)
+  expect(not out:find("exit=0", 1, true), out)
+end)
+
 test("script errors exit non-zero with file:line: message", function()
   local tmp = os.tmpname() .. ".lua"
   local f = assert(io.open(tmp, "w")); f:write("local x = 1\nerror('bad thing')\n"); f:close()
