@@ -85,6 +85,16 @@ test("train_bonus never reads the test split; bonus_main evaluates and plots", f
   local img = fmd.load_image(tmp .. "/figures/bonus_tradeoff.png")
   expect(img:size(3) >= 600, "figure width " .. img:size(3))
 
+  -- another design goes to its own file, and loads by name alone: the
+  -- design is saved with the weights
+  out, code = run("train_bonus.lua", ("--data-root %s -d fakes_dataset -e 1 -b 8 --workers 1 --threads 1 --design meso4_gap"):format(root))
+  expect(code == 0, out)
+  local path = tmp .. "/checkpoints/bonus_meso4_gap_course.safetensors"
+  local gap = fmd.load_model("bonus", path)
+  expect_eq(gap.design_name, "meso4_gap", "design rebuilt from the checkpoint")
+  expect_eq(models.get_nof_params(gap), models.get_nof_params(models.load_model("bonus", {design = "meso4_gap"})), "params")
+  expect_eq(#json.read_file(tmp .. "/out/bonus_designs.json"), 2, "design rows after a second design")
+
   -- mistakes: an unknown design, a missing data set
   out, code = run("train_bonus.lua", "--design huge")
   expect(code ~= 0 and out:find("huge", 1, true) and not out:find("traceback", 1, true), out)

@@ -76,21 +76,31 @@ end
 
 function BonusModel:extra_repr() return "design=" .. self.design_name end
 
+-- m:load(path): a checkpoint of any design. The design is saved with the
+-- weights (scripts/train_bonus.lua), so the model is rebuilt to it first;
+-- fmd.load_model("bonus", path) and the analysis scripts' -m bonus rely on it.
+function BonusModel:load(path, strict)
+  local fmd = require "fmd"
+  local ok, _, md = pcall(fmd.load_safetensors, path)
+  local spec = ok and md and md.spec and require("fmd.json").decode(md.spec, path .. " metadata spec")
+  if spec then
+    local training = self.training
+    self:__init({design = spec, design_name = md.design})
+    self:train(training)
+  end
+  return nn.Module.load(self, path, strict)
+end
+
 -- the course's entry point: the chosen design with its trained weights
 -- (checkpoints/bonus.safetensors, written by scripts/train_bonus.lua)
 function BonusModel.my_bonus_model(path)
   local fmd = require "fmd"
-  local state_io = require "fmd.state_io"
   path = path or BonusModel.CHECKPOINT
   if not fmd.sys.is_file(path) then
     error(("bonus model: no checkpoint at %s (train it with: fmd scripts/train_bonus.lua)"):format(path), 0)
   end
-  local groups, meta = state_io.load(path)
-  -- the design is saved with the weights, so an edited DESIGNS table or
-  -- CHOSEN cannot silently mismatch them
-  local model = BonusModel({design = meta and (meta.spec or meta.design) or BonusModel.CHOSEN,
-                            design_name = meta and meta.design})
-  model:load_state_dict(groups.model, true)
+  -- the design saved with the weights wins over an edited DESIGNS or CHOSEN
+  local model = BonusModel():load(path)
   model:eval()
   return model
 end
