@@ -1,8 +1,10 @@
 /* lua_sys.c - the few OS services the Lua layer needs: terminal check,
- * monotonic clock, directories, atomic rename. */
+ * monotonic clock, directories, atomic rename, lock files. */
 #include "fmd_lua.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +92,60 @@ static int l_listdir(lua_State *L) {
     return 1;
 }
 
+/* lock_file(path) -> fd, previous text | nil, holder's text. An flock on
+ * path, so the kernel releases it when the holder dies (kill -9 too); the
+ * file holds the holder's pid. A file left by a dead holder is taken over
+ * (its text returned so the caller can say so). The inode is checked after
+ * locking: a holder that unlinked the file as we opened it is retried. */
+static int l_lock_file(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) return luaL_error(L, "cannot create the lock file %s: %s", path, strerror(errno));
+        char text[256];
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            ssize_t n = pread(fd, text, sizeof text - 1, 0);
+            close(fd);
+            if (e != EWOULDBLOCK) return luaL_error(L, "cannot lock %s: %s", path, strerror(e));
+            lua_pushnil(L);
+            lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+            return 2;
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+            close(fd);   /* unlinked (released) meanwhile: lock the new file */
+            continue;
+        }
+        ssize_t n = pread(fd, text, sizeof text - 1, 0);
+        char pid[32];
+        int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+            int e = errno;
+            close(fd);
+            return luaL_error(L, "cannot write the lock file %s: %s", path, strerror(e));
+        }
+        lua_pushinteger(L, fd);
+        lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+        return 2;
+    }
+    return luaL_error(L, "cannot lock %s: it keeps being replaced", path);
+}
+
+/* unlock_file(fd, path): removes path, then releases the lock */
+static int l_unlock_file(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    unlink(path);
+    close(fd);
+    return 0;
+}
+
 void fmd_lua_open_sys(lua_State *L) {
     static const luaL_Reg fns[] = {{"isatty", l_isatty}, {"now", l_now}, {"is_dir", l_is_dir},
                                    {"is_file", l_is_file}, {"mkdir", l_mkdir}, {"rename", l_rename},
-                                   {"listdir", l_listdir}, {NULL, NULL}};
+                                   {"listdir", l_listdir}, {"lock_file", l_lock_file},
+                                   {"unlock_file", l_unlock_file}, {NULL, NULL}};
     lua_newtable(L);
     luaL_setfuncs(L, fns, 0);
     lua_setfield(L, -2, "sys");

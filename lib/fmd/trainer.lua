@@ -16,6 +16,9 @@
 -- this run's best; an earlier run's best is kept as <run>.prev.safetensors
 -- before the first replacement. checkpoints/<run>.last.safetensors is the
 -- resumable state. .tmp files left by an interrupted write are removed.
+-- out/<run>.lock (an flock holding the pid) keeps a second training of the
+-- same run from writing the same files; the kernel drops it when the
+-- process dies, and a lock file left by a killed run is taken over.
 local fmd = require "fmd"
 local data = require "fmd.data"
 local json = require "fmd.json"
@@ -251,10 +254,27 @@ local function clean_stale(self, paths)
   end
 end
 
+-- the lock of a run: released when the returned value goes out of scope
+-- (a <close> variable: on errors and Ctrl-C too, after the traceback)
+local function take_lock(self, path, name)
+  local fd, text = fmd.sys.lock_file(path)
+  if not fd then
+    local pid = text:match("%d+")
+    error(("another training of %s is running (process %s holds %s); wait for it to end or stop it")
+      :format(name, pid or "?", path), 0)
+  end
+  local old = text:match("%d+")
+  if old then
+    self.print(("took over the lock %s of process %s, which ended without releasing it"):format(path, old))
+  end
+  return setmetatable({}, {__close = function() fmd.sys.unlock_file(fd, path) end})
+end
+
 function Trainer:run(epochs, p)
   fmd.sys.mkdir(self.checkpoint_dir)
   fmd.sys.mkdir(self.out_dir)
   local name = run_name(p)
+  local lock <close> = take_lock(self, ("%s/%s.lock"):format(self.out_dir, name), name)
   local log_path = ("%s/%s.json"):format(self.out_dir, name)
   local best_path = ("%s/%s.safetensors"):format(self.checkpoint_dir, name)
   local last_path = ("%s/%s.last.safetensors"):format(self.checkpoint_dir, name)
