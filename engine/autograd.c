@@ -22,30 +22,88 @@ int fmd_needs_grad(int n, fmd_tensor *const *ts) {
     return 0;
 }
 
+/* Graph edges without the data. A node needs its inputs only for their
+ * shape and to route gradients, yet a reference to an input tensor keeps
+ * the input's storage alive: every activation of a forward pass would live
+ * until backward even when no backward function reads it (a ReLU's input
+ * after the ReLU saved its output, a BatchNorm's output that only a ReLU
+ * or an add consumed). So a node holds, for a non-leaf input, a *shadow*:
+ * a header with the input's shape, strides and grad_fn but no storage,
+ * one per producing node, shared by all its consumers. Gradients
+ * accumulate in the shadow's .grad; the storage lives only as long as the
+ * user's tensor or a saved alias (data a backward function does read).
+ * Leaves and tensors that asked for retain_grad are held as they are.
+ *
+ * The node keeps weak pointers to its shadow and to the tensor it is
+ * attached to; each is cleared in fmd_node_release when that tensor is
+ * being freed (fmd_release drops the header's refcount to 0, then releases
+ * its grad_fn, then frees it), so neither ever dangles. */
+typedef struct {
+    fmd_node n;            /* first: a node_ext * is an fmd_node * */
+    fmd_tensor *shadow;    /* weak: stand-in for `output` held by consumers */
+    fmd_tensor *output;    /* weak: the tensor this node is attached to */
+    int shared;            /* attached to more than one tensor: no shadow */
+} node_ext;
+
+static node_ext *ext(fmd_node *n) { return (node_ext *)n; }
+
+static int is_shadow(const fmd_tensor *t) { return t->grad_fn && ext(t->grad_fn)->shadow == t; }
+
+/* the reference a node keeps to input t (NULL stays NULL) */
+static fmd_tensor *edge_ref(fmd_tensor *t) {
+    if (!t || !t->grad_fn || t->retains_grad || is_shadow(t)) return t ? fmd_retain(t) : NULL;
+    node_ext *e = ext(t->grad_fn);
+    if (e->output != t) return fmd_retain(t);
+    if (e->shadow) return fmd_retain(e->shadow);
+    fmd_tensor *s = calloc(1, sizeof *s);
+    if (!s) return fmd_retain(t);   /* no memory for the shadow: keep the tensor itself */
+    s->offset = t->offset;
+    s->ndim = t->ndim;
+    memcpy(s->shape, t->shape, sizeof s->shape);
+    memcpy(s->stride, t->stride, sizeof s->stride);
+    s->refcount = 1;
+    s->requires_grad = 1;
+    __atomic_add_fetch(&t->grad_fn->refcount, 1, __ATOMIC_ACQ_REL);
+    s->grad_fn = t->grad_fn;
+    e->shadow = s;
+    return s;
+}
+
 fmd_node *fmd_node_new(const char *name, fmd_backward_fn bw, int ninputs, fmd_tensor *const *inputs) {
-    fmd_node *n = calloc(1, sizeof *n);
-    if (!n) return fmd_fail_null("%s: out of memory recording the graph", name);
+    node_ext *e = calloc(1, sizeof *e);
+    if (!e) return fmd_fail_null("%s: out of memory recording the graph", name);
+    fmd_node *n = &e->n;
     n->name = name;
     n->backward = bw;
     n->ninputs = ninputs;
     n->refcount = 1;
-    for (int i = 0; i < ninputs; i++) n->inputs[i] = fmd_retain(inputs[i]);
+    for (int i = 0; i < ninputs; i++) n->inputs[i] = edge_ref(inputs[i]);
     return n;
 }
 
 void fmd_node_release(fmd_node *n) {
     if (!n) return;
+    node_ext *e = ext(n);
+    /* a weak pointer whose tensor is being freed right now */
+    if (e->shadow && e->shadow->refcount == 0) e->shadow = NULL;
+    if (e->output && e->output->refcount == 0) e->output = NULL;
     if (__atomic_sub_fetch(&n->refcount, 1, __ATOMIC_ACQ_REL)) return;
     for (int i = 0; i < n->ninputs; i++) fmd_release(n->inputs[i]);
     for (int i = 0; i < FMD_NODE_MAX_SAVED; i++) fmd_release(n->saved[i]);
     free(n->ctx);
-    free(n);
+    free(e);
 }
 
 void fmd_node_attach(fmd_tensor *out, fmd_node *n) {
-    fmd_node_release(out->grad_fn);
+    fmd_node *old = out->grad_fn;
+    if (old && ext(old)->output == out) ext(old)->output = NULL;
+    fmd_node_release(old);
     out->grad_fn = n;
     out->requires_grad = 1;
+    /* a node attached to a second tensor gets no shadow (shapes may differ) */
+    node_ext *e = ext(n);
+    if (e->output || e->shared) { e->output = NULL; e->shared = 1; }
+    else e->output = out;
 }
 
 int fmd_set_requires_grad(fmd_tensor *t, int flag) {
@@ -198,6 +256,12 @@ int fmd_backward(fmd_tensor *root, fmd_tensor *gradient) {
         if (rc == 0 && t->grad && !n->backward)
             rc = fmd_fail("backward: trying to backward through the graph a second time (through %s); "
                           "the graph is freed after backward", n->name);
+        /* all of t's gradient is in: a shadow hands it to its tensor when
+         * that asked for retain_grad after the graph was recorded */
+        if (rc == 0 && t->grad && is_shadow(t)) {
+            fmd_tensor *o = ext(n)->output;
+            if (o && o->retains_grad) rc = fmd_accumulate_grad(o, t->grad);
+        }
         if (rc == 0 && t->grad) {
             if (n->backward(n, t->grad)) {
                 char msg[1024];
@@ -215,6 +279,10 @@ int fmd_backward(fmd_tensor *root, fmd_tensor *gradient) {
         n->ctx = NULL;
         n->ninputs = 0;
         n->backward = NULL;
+        /* nothing later in the walk uses t (its users came before it), so
+         * its memory can go now rather than at the end */
+        fmd_release(t);
+        order.v[i] = NULL;
     }
     for (int64_t i = 0; i < order.n; i++) fmd_release(order.v[i]);
     free(order.v);

@@ -265,7 +265,11 @@ static fmd_tensor *elementwise(int k, fmd_tensor *a, float p) {
         if (!n) { fmd_release(out); return NULL; }
         n->iarg[0] = k;
         n->farg[0] = p;
-        n->saved[0] = fmd_alias(a);
+        /* relu keeps its output, not its input: out > 0 exactly where
+         * a > 0 (NaN gives 0 in both), and the output is usually kept by
+         * the next layer anyway, so the input (often a BatchNorm output
+         * nothing else needs) can be freed */
+        n->saved[0] = fmd_alias(k == FMD_RELU ? out : a);
         /* ops whose derivative is cheapest from the output keep it */
         if (k == FMD_EXP || k == FMD_SQRT || k == FMD_SIGMOID || k == FMD_TANH || k == K_RDIVS)
             n->saved[1] = fmd_alias(out);
