@@ -91,6 +91,30 @@ local log = {__order = {"design", "recipe", "dataset", "params", "macs", "train_
              design = opts.design, recipe = recipe, dataset = opts.dataset, params = nparams, macs = macs,
              train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, val_auc = {}, lr = {}, seconds_per_epoch = {}}
 local best, best_epoch = -1, 0
+-- one row per (dataset, design, recipe): the latest training of it,
+-- rewritten after every epoch so an interrupted run still counts
+local function write_row(epochs_done, seconds)
+  local table_path = "out/bonus_designs.json"
+  local rows = {}
+  if fmd.sys.is_file(table_path) then
+    local ok, old = pcall(json.read_file, table_path)
+    if not ok then error(("%s is not readable (%s); fix or remove it"):format(table_path, tostring(old)), 0) end
+    rows = old
+  end
+  local row = {__order = {"dataset", "design", "recipe", "params", "macs", "epochs", "best_epoch", "val_auc",
+                          "train_seconds", "checkpoint", "chosen"},
+               dataset = opts.dataset, design = opts.design, recipe = recipe, params = nparams, macs = macs,
+               epochs = epochs_done, best_epoch = best_epoch, val_auc = best, train_seconds = seconds,
+               checkpoint = ckpt, chosen = chosen}
+  local replaced = false
+  for i, r in ipairs(rows) do
+    if r.dataset == row.dataset and r.design == row.design and (r.recipe or "course") == recipe then
+      rows[i], replaced = row, true
+    end
+  end
+  if not replaced then rows[#rows + 1] = row end
+  json.write_file(table_path, rows, 2)
+end
 local t_start = fmd.sys.now()
 for ep = 1, opts.epochs do
   -- cosine decay from lr to lr/100 (set before the epoch)
@@ -117,29 +141,9 @@ for ep = 1, opts.epochs do
        dataset = opts.dataset, params = nparams, macs = macs})
     print(("saved %s (val AUC %.4f)"):format(ckpt, auc))
   end
+  write_row(ep, fmd.sys.now() - t_start)
   json.write_file(("out/bonus_%s_%s%s.json"):format(opts.dataset, opts.design, recipe == "augment" and "_augment" or ""), log, 2)
 end
 local total = fmd.sys.now() - t_start
 
--- one row per (dataset, design): the latest training of that design
-local table_path = "out/bonus_designs.json"
-local rows = {}
-if fmd.sys.is_file(table_path) then
-  local ok, old = pcall(json.read_file, table_path)
-  if not ok then error(("%s is not readable (%s); fix or remove it"):format(table_path, tostring(old)), 0) end
-  rows = old
-end
-local row = {__order = {"dataset", "design", "recipe", "params", "macs", "epochs", "best_epoch", "val_auc", "train_seconds",
-                        "checkpoint", "chosen"},
-             dataset = opts.dataset, design = opts.design, recipe = recipe, params = nparams, macs = macs, epochs = opts.epochs,
-             best_epoch = best_epoch, val_auc = best, train_seconds = total, checkpoint = ckpt,
-             chosen = chosen}
-local replaced = false
-for i, r in ipairs(rows) do
-  if r.dataset == row.dataset and r.design == row.design and (r.recipe or "course") == recipe then
-    rows[i], replaced = row, true
-  end
-end
-if not replaced then rows[#rows + 1] = row end
-json.write_file(table_path, rows, 2)
 print(("best epoch %d: val AUC %.4f (%s); %.0f s in all"):format(best_epoch, best, ckpt, total))
