@@ -69,6 +69,8 @@ int fmd_lua_check_shape(lua_State *L, int idx, int64_t *shape) {
         return nd;
     }
     int top = lua_gettop(L);
+    /* fmd.zeros("a") was a 0-dim tensor: the numbers stop at the string */
+    if (idx <= top && lua_type(L, idx) == LUA_TSTRING) luaL_argerror(L, idx, "size must be an integer, got a string");
     for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
         if (nd == FMD_MAX_DIMS) luaL_error(L, "shape has more than %d dims", FMD_MAX_DIMS);
         int isnum;

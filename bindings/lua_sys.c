@@ -12,6 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* a file-system error is about the user's path, not a place in the Lua
+ * code: raised without luaL_error's "file:line:" position */
+#define sys_error(L, ...) (lua_pushfstring(L, __VA_ARGS__), lua_error(L))
+
 static int l_isatty(lua_State *L) { lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1))); return 1; }
 
 static int l_now(lua_State *L) {
@@ -38,25 +42,25 @@ static int l_mkdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char buf[4096];
     size_t n = strlen(path);
-    if (n >= sizeof buf) return luaL_error(L, "mkdir: path too long: %s", path);
+    if (n >= sizeof buf) return sys_error(L, "mkdir: path too long: %s", path);
     memcpy(buf, path, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] == '/' || buf[i] == 0) {
             char c = buf[i];
             buf[i] = 0;
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return luaL_error(L, "mkdir: cannot create '%s': %s", buf, strerror(errno));
+                return sys_error(L, "mkdir: cannot create '%s': %s", buf, strerror(errno));
             buf[i] = c;
         }
     }
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return luaL_error(L, "mkdir: '%s' exists and is not a folder", path);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return sys_error(L, "mkdir: '%s' exists and is not a folder", path);
     return 0;
 }
 
 static int l_rename(lua_State *L) {
     const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
-    if (rename(a, b) != 0) return luaL_error(L, "rename '%s' -> '%s': %s", a, b, strerror(errno));
+    if (rename(a, b) != 0) return sys_error(L, "rename '%s' -> '%s': %s", a, b, strerror(errno));
     return 0;
 }
 
@@ -66,7 +70,7 @@ static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, 
 static int l_listdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     DIR *d = opendir(path);
-    if (!d) return luaL_error(L, "cannot list folder '%s': %s", path, strerror(errno));
+    if (!d) return sys_error(L, "cannot list folder '%s': %s", path, strerror(errno));
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
@@ -101,13 +105,13 @@ static int l_lock_file(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     for (int attempt = 0; attempt < 100; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0) return luaL_error(L, "cannot create the lock file %s: %s", path, strerror(errno));
+        if (fd < 0) return sys_error(L, "cannot create the lock file %s: %s", path, strerror(errno));
         char text[256];
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int e = errno;
             ssize_t n = pread(fd, text, sizeof text - 1, 0);
             close(fd);
-            if (e != EWOULDBLOCK) return luaL_error(L, "cannot lock %s: %s", path, strerror(e));
+            if (e != EWOULDBLOCK) return sys_error(L, "cannot lock %s: %s", path, strerror(e));
             lua_pushnil(L);
             lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
             return 2;
@@ -123,13 +127,13 @@ static int l_lock_file(lua_State *L) {
         if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
             int e = errno;
             close(fd);
-            return luaL_error(L, "cannot write the lock file %s: %s", path, strerror(e));
+            return sys_error(L, "cannot write the lock file %s: %s", path, strerror(e));
         }
         lua_pushinteger(L, fd);
         lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
         return 2;
     }
-    return luaL_error(L, "cannot lock %s: it keeps being replaced", path);
+    return sys_error(L, "cannot lock %s: it keeps being replaced", path);
 }
 
 /* unlock_file(fd, path): removes path, then releases the lock */

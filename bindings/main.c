@@ -54,6 +54,7 @@ static int msghandler(lua_State *L) {
     const char *colon = strchr(msg, ':');
     int positioned = colon && colon[1] >= '0' && colon[1] <= '9';
     const char *tb = getenv("FMD_TRACEBACK");
+    if (!(tb && *tb && strcmp(tb, "0") != 0)) tb = getenv("FMD_DEBUG");   /* a synonym */
     /* at the prompt, an error in the line just typed ("stdin:1: ...") is
        read in one line, as the line is on screen; the stack would only show
        the REPL's own frames */

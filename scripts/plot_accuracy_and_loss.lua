@@ -23,6 +23,12 @@ for _, k in ipairs{"train_loss", "val_loss", "test_loss", "train_acc", "val_acc"
   if type(run[k]) ~= "table" or #run[k] == 0 then
     error(("training log %s: the last run has no '%s' values"):format(opts.json, k), 0)
   end
+  for i, v in ipairs(run[k]) do
+    if type(v) ~= "number" then
+      error(("training log %s: the last run's '%s' value %d is %s, expected a number"):format(opts.json, k, i,
+        type(v) == "string" and ("'" .. v .. "'") or type(v)), 0)
+    end
+  end
 end
 local epochs = {}
 for i = 1, #run.train_loss do epochs[i] = i end

@@ -89,7 +89,9 @@ for _, p in ipairs(paths) do
   elseif C.sys.is_file(p) then
     files[#files + 1] = {path = p, name = p:match("([^/]+)$")}   -- named explicitly: tried whatever its name
   else
-    failed[#failed + 1] = {p, "no such file or folder"}
+    -- os.rename(p, p) succeeds on anything that exists, without opening it
+    failed[#failed + 1] = {p, os.rename(p, p) and "is not a regular file (a pipe, socket or device?)"
+                              or "no such file or folder"}
   end
 end
 

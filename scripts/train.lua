@@ -4,7 +4,7 @@ local fmd = require "fmd"
 local cli = require "fmd.cli"
 local models = require "fmd.models"
 
-local opts = cli.parse(arg, {
+local opts, positional = cli.parse(arg, {
   name = "scripts/train.lua",
   description = "Train a model on <data-root>/<dataset>/{train,val,test}/{real,fake}; log to out/, checkpoints to checkpoints/.",
   {"--lr", type = "number", default = 0.001, help = "learning rate"},
@@ -31,6 +31,7 @@ if opts.pretrained and opts.model ~= "XceptionBased" then
     :format(opts.model))
 end
 if opts.force and not opts.resume then usage_error("--force only applies to --resume") end
+if #positional > 0 then usage_error(("unexpected argument '%s' (flags start with -)"):format(positional[1])) end
 
 if opts.threads then fmd.set_num_threads(opts.threads) end
 fmd.manual_seed(opts.seed)

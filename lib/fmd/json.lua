@@ -31,10 +31,14 @@ function json.write_file(path, v, indent)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "w")
   if not f then error("cannot write " .. path .. ": " .. err, 0) end
-  f:write(text, "\n")
-  f:close()
+  local okw, werr = f:write(text, "\n")
+  local okc, cerr = f:close()
+  if not okw or not okc then
+    os.remove(tmp)
+    error("cannot write " .. path .. ": " .. tostring(werr or cerr), 0)
+  end
   local ok, e = os.rename(tmp, path)
-  if not ok then error("cannot write " .. path .. ": " .. e, 0) end
+  if not ok then os.remove(tmp); error("cannot write " .. path .. ": " .. e, 0) end
 end
 
 function json.read_file(path)

@@ -280,6 +280,12 @@ function Trainer:run(epochs, p)
   local last_path = ("%s/%s.last.safetensors"):format(self.checkpoint_dir, name)
   local prev_path = ("%s/%s.prev.safetensors"):format(self.checkpoint_dir, name)
   check_datasets(self)
+  for _, path in ipairs{log_path, best_path, last_path} do
+    -- found now rather than after an epoch of training
+    if (fmd.sys.is_dir(path) or os.rename(path, path)) and not fmd.sys.is_file(path) then
+      error(("%s exists and is not a regular file; move it away"):format(path), 0)
+    end
+  end
   clean_stale(self, {log_path, best_path, last_path, prev_path})
   read_runs(self, log_path)   -- a corrupt log is moved aside now, not after an epoch
   self.log = self.log or new_log(p)
