@@ -13,11 +13,13 @@ local fmd = require "fmd"
 local now = fmd.sys.now
 
 local opts = {batch = 32, reps = 3, threads = fmd.get_num_threads(), xception_batch = 8}
+local USAGE = "usage: fmd scripts/bench.lua [--batch N] [--reps N] [--threads N] [--xception_batch N]"
 local i = 1
 while arg[i] do
+  if arg[i] == "--help" or arg[i] == "-h" then print(USAGE); os.exit(0) end
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or not tonumber(arg[i + 1] or "") then
-    error("usage: fmd scripts/bench.lua [--batch N] [--reps N] [--threads N] [--xception_batch N]")
+    error(("bad argument '%s'; %s"):format(arg[i], USAGE), 0)   -- a usage error: one line
   end
   opts[k] = math.tointeger(tonumber(arg[i + 1]))
   i = i + 2

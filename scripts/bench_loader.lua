@@ -10,12 +10,14 @@ local C = require "fmd.core"
 
 local opts = {data = "../shared/data/deepfake_dev/train", images = 1024, batch = 64,
               png_dir = "/tmp/fmd_bench_png"}
+local USAGE = "usage: fmd scripts/bench_loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]"
 local i = 1
 while arg[i] do
+  if arg[i] == "--help" or arg[i] == "-h" then print(USAGE); os.exit(0) end
   local k = arg[i]:match("^%-%-(.+)$")
-  if not k or arg[i + 1] == nil then error("usage: fmd scripts/bench_loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]") end
+  if not k or arg[i + 1] == nil then error(("bad argument '%s'; %s"):format(arg[i], USAGE), 0) end
   k = k:gsub("-", "_")
-  if opts[k] == nil then error("unknown option --" .. k) end
+  if opts[k] == nil then error(("unknown option --%s; %s"):format(k, USAGE), 0) end
   opts[k] = type(opts[k]) == "number" and math.tointeger(tonumber(arg[i + 1])) or arg[i + 1]
   i = i + 2
 end

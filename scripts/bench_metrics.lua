@@ -8,6 +8,7 @@ local fmd = require "fmd"
 local metrics = require "fmd.metrics"
 local now = require("fmd.core").sys.now
 
+if arg[1] == "--help" or arg[1] == "-h" then print("usage: fmd scripts/bench_metrics.lua [n >= 2]"); os.exit(0) end
 local n = math.tointeger(tonumber(arg[1] or "1000000"))
 if not n or n < 2 then error("usage: fmd scripts/bench_metrics.lua [n >= 2]", 0) end
 

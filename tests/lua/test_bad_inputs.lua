@@ -185,6 +185,30 @@ test("the catalogue has at least 60 cases over every entry point", function()
   end
 end)
 
+-- every script, including ones added later: --help is usage and exit 0; an
+-- unknown flag is one line (and the --help hint), exit 1 or 2, no traceback
+test("every script: --help prints usage, an unknown flag is a one-line error", function()
+  local dir = tmp .. "/every"
+  fmd.sys.mkdir(dir)
+  local n = 0
+  for _, name in ipairs(fmd.sys.listdir(here .. "/scripts")) do
+    if name:match("%.lua$") then
+      n = n + 1
+      local base = ("cd %s && timeout -k 5 60 %s %s/scripts/%s"):format(q(dir), q(exe), q(here), name)
+      local p = io.popen(base .. " --help 2>&1; echo \"exit=$?\"")
+      local h = p:read("a"); p:close()
+      expect(h:find("^usage: ") and h:find("exit=0", 1, true), name .. " --help:\n" .. h)
+      p = io.popen(base .. " --no-such-flag x 2>&1 >/dev/null; echo \"exit=$?\"")
+      local e = p:read("a"); p:close()
+      local code = tonumber(e:match("exit=(%d+)%s*$"))
+      local lines = select(2, e:gsub("\n", "")) - 1
+      expect((code == 1 or code == 2) and lines >= 1 and lines <= 2 and not e:find("traceback", 1, true)
+        and not e:find("%.lua:%d+:"), name .. " --no-such-flag:\n" .. e)
+    end
+  end
+  expect(n >= 12, "scripts found: " .. n)
+end)
+
 io.stderr:write(("bad inputs: %d cases (%d runs of fmd, %d Lua calls, %d skipped)\n"):format(#cases, n_sub, n_lua,
   skipped))
 os.execute("rm -rf " .. q(tmp))
