@@ -286,7 +286,11 @@ function plot.images(path, panels, opts)
   for i, p in ipairs(panels) do
     local t = rgb[i]
     local title = type(p) == "table" and p.title or nil
-    lines[#lines + 1] = ("set title %s font %s offset 0,-0.6"):format(gq(title or ""), gq(FONT .. "," .. fs))
+    -- a long title shrinks to fit its panel (DejaVu Sans averages about
+    -- 0.65 em per character) rather than being clipped at the edges
+    local tfs = fs
+    if title and #title > 0 then tfs = math.max(7, math.min(fs, math.floor(pw / (0.68 * (utf8.len(title) or #title))))) end
+    lines[#lines + 1] = ("set title %s font %s offset 0,-0.6"):format(gq(title or ""), gq(FONT .. "," .. tfs))
     lines[#lines + 1] = ("set xrange [-0.5:%d.5]; set yrange [-0.5:%d.5]; set size ratio -1"):format(t:size(3) - 1, t:size(2) - 1)
     lines[#lines + 1] = ("plot 'p%d.png' binary filetype=png with rgbimage"):format(i)
   end
