@@ -140,6 +140,16 @@ for _, m in ipairs(methods) do
 end
 
 -- the figure: deletion and insertion side by side, one colour per method
+-- one y range for both panels, from the data: a weak detector's curves
+-- stay near 0.5 and would be flat lines on [0, 1]
+local ylo, yhi = math.huge, -math.huge
+for _, m in ipairs(methods) do
+  for _, key in ipairs{"deletion", "insertion"} do
+    for _, v in ipairs(summary[m][key]) do ylo, yhi = math.min(ylo, v), math.max(yhi, v) end
+  end
+end
+local pad = math.max(0.02, 0.08 * (yhi - ylo))
+ylo, yhi = math.max(0, ylo - pad), math.min(1.02, yhi + pad)
 local function panel(path, key, title)
   local series = {}
   for i, m in ipairs(methods) do
@@ -148,17 +158,19 @@ local function panel(path, key, title)
       title = ("%s (AUC %.3f)"):format(m, s[key .. "_auc"]), dash = m == "random",
       color = m == "random" and "#7f7f7f" or plot.COLORS[(i - 1) % (#plot.COLORS - 1) + 1]}
   end
-  return plot.lines(path, series, {title = title, xlabel = "fraction of pixels " .. (key == "deletion" and "removed" or
-    "revealed") .. " (most relevant first)", ylabel = "P(target class)", xrange = {0, 1}, yrange = {0, 1.02},
-    key = key == "deletion" and "top right" or "bottom right", size = {720, 560}})
+  -- the x label would sit under the key (in the bottom margin): the titles say what x is
+  return plot.lines(path, series, {title = title, ylabel = "P(target class)", xrange = {0, 1}, yrange = {ylo, yhi},
+    xtics = 0.1, key = "bmargin center horizontal maxcols 2", size = {760, 680}})
 end
 local fig = analysis.figure(opts, "explain_eval")
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
 fmd.sys.mkdir(tmpdir)
 local ok, err = pcall(function()
-  local d = panel(tmpdir .. "/deletion.png", "deletion", "Deletion (lower is better): " .. opts.model .. " on " .. opts.dataset)
-  local i = panel(tmpdir .. "/insertion.png", "insertion", "Insertion (higher is better), " .. opts.baseline .. " baseline")
+  local d = panel(tmpdir .. "/deletion.png", "deletion", ("Deletion (low = good), %s on %s: x = pixels removed")
+    :format(opts.model, opts.dataset))
+  local i = panel(tmpdir .. "/insertion.png", "insertion", ("Insertion (high = good), %s baseline: x = pixels revealed")
+    :format(opts.baseline))
   fmd.save_image(fig, image.grid({fmd.load_image(d), fmd.load_image(i)}, 2, 0))   -- via fig.tmp + rename
 end)
 os.execute("rm -rf '" .. tmpdir:gsub("'", "'\\''") .. "'")
