@@ -42,9 +42,10 @@ local function curves(kind)
   return s
 end
 local xtics = math.max(1, #epochs // 10)
+local key = "below center horizontal"   -- under the axes: a legend box never hides a curve
 local p1 = plot.lines(analysis.figure(opts, "losses_plot"), curves("loss"),
-  {title = "Loss vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Loss (cross-entropy)", xtics = xtics})
+  {title = "Loss vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Loss (cross-entropy)", xtics = xtics, key = key})
 local p2 = plot.lines(analysis.figure(opts, "accuracies_plot"), curves("acc"),
-  {title = "Accuracy vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Accuracy [%]", xtics = xtics})
+  {title = "Accuracy vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Accuracy [%]", xtics = xtics, key = key})
 print("wrote " .. p1)
 print("wrote " .. p2)

@@ -144,6 +144,8 @@ local function axis_lines(opts)
   end
   L[#L + 1] = "set border lc rgb '#444444'"
   L[#L + 1] = ("set key %s opaque box lc rgb '#bbbbbb' samplen 2.5 spacing 1.2"):format(opts.key or "top right")
+  -- gnuplot's automatic margin puts a key below the axes over the x label
+  if (opts.key or ""):find("below", 1, true) then L[#L + 1] = "set bmargin 6" end
   for _, m in ipairs(opts.marker or {}) do
     L[#L + 1] = ("set label %s at %.17g,%.17g point pt 7 ps 1.8 lc rgb '#000000' offset 1,1 front")
       :format(gq(m.label or ""), m.x, m.y)
