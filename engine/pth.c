@@ -706,7 +706,8 @@ static int zip_index(pctx *c) {
     if (count == 0xffff || cdoff == 0xffffffff) {             /* zip64 */
         if (eocd < 20 || rd_le(f + eocd - 20, 4) != 0x07064b50) return perr(c, "damaged zip64 directory locator");
         uint64_t z = rd_le(f + eocd - 20 + 8, 8);
-        if (z > n - 56 || rd_le(f + z, 4) != 0x06064b50) return perr(c, "damaged zip64 end of central directory");
+        /* n < 56: n - 56 would wrap (found by fuzz/fuzz_pth) */
+        if (n < 56 || z > n - 56 || rd_le(f + z, 4) != 0x06064b50) return perr(c, "damaged zip64 end of central directory");
         count = rd_le(f + z + 32, 8);
         cdoff = rd_le(f + z + 48, 8);
     }
@@ -741,7 +742,7 @@ static int zip_index(pctx *c) {
         memcpy(e->name, f + p + 46, nl);
         e->name[nl] = 0;
         c->nz++;
-        if (loff > n - 30 || rd_le(f + loff, 4) != 0x04034b50)
+        if (n < 30 || loff > n - 30 || rd_le(f + loff, 4) != 0x04034b50)
             return perr(c, "zip entry '%s' has no local header (truncated?)", e->name);
         e->data_off = loff + 30 + rd_le(f + loff + 26, 2) + rd_le(f + loff + 28, 2);
         if (e->data_off > n || e->csize > n - e->data_off)

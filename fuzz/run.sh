@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets (clang, FMD_FUZZ=ON, ASan + UBSan) and run
 # each for a bounded time:  fuzz/run.sh [seconds per target, default 60] [target...]
-# The committed seeds (fuzz/corpus/<target>/) are copied to a working corpus
-# in the build directory, so what the fuzzer adds is not committed by
-# mistake. A crash is left as <build>/artifacts/<target>-crash-*, its
+# The committed seeds (fuzz/corpus/<target>/, and fuzz/regressions/<target>/:
+# inputs that crashed a target once) start a working corpus
+# in the build directory (so what the fuzzer adds is not committed by
+# mistake). A crash is left as <build>/artifacts/<target>-crash-*, its
 # reproduction printed, and the script exits 1. FUZZ_BUILD_DIR overrides
 # the build directory (default build-fuzz).
 set -euo pipefail
@@ -36,7 +37,9 @@ for t in "${targets[@]}"; do
   extra=()
   [[ $t == json || $t == cli ]] && extra=(-detect_leaks=0)
   # -rss_limit_mb: the readers bound their memory; 2 GB is a finding
-  if "$build/fuzz_$t" "$work" "fuzz/corpus/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+  seeds=("fuzz/corpus/$t")
+  [[ -d fuzz/regressions/$t ]] && seeds+=("fuzz/regressions/$t")   # what crashed once
+  if "$build/fuzz_$t" "$work" "${seeds[@]}" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
        -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "${extra[@]}" >"$log" 2>&1; then
     stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
     runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')

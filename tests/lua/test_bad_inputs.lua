@@ -185,6 +185,33 @@ test("the catalogue has at least 60 cases over every entry point", function()
   end
 end)
 
+-- inputs that crashed a fuzz target (fuzz/regressions/<target>/): read
+-- again through the same reader, an error message or a result, never a
+-- crash (the sanitizer suite runs this under ASan + UBSan too)
+test("fuzz regressions: every input that once crashed a reader is an error now", function()
+  local json, cli = require "fmd.json", require "fmd.cli"
+  local readers = {
+    png = fmd.load_image, jpeg = fmd.load_image, safetensors = fmd.load_safetensors, pth = fmd.load_pth,
+    json = function(p) return json.decode(read(p), p) end,
+    cli = function(p)
+      local argv = {}
+      for a in (read(p) .. "\n"):gmatch("([^%z\n]*)[%z\n]") do argv[#argv + 1] = a end
+      return cli.parse(argv, {name = "x", {"--lr", type = "number"}, {"-b", type = "integer", min = 1}})
+    end,
+  }
+  local root, n = here .. "/fuzz/regressions", 0
+  if not fmd.sys.is_dir(root) then return end
+  for _, target in ipairs(fmd.sys.listdir(root)) do
+    local reader = assert(readers[target], "no reader for fuzz/regressions/" .. target)
+    for _, name in ipairs(fmd.sys.listdir(root .. "/" .. target)) do
+      local ok, err = pcall(reader, root .. "/" .. target .. "/" .. name)
+      expect(ok or (type(err) == "string" and not err:find("attempt to", 1, true)), name .. ": " .. tostring(err))
+      n = n + 1
+    end
+  end
+  expect(n >= 1, "no regression inputs")
+end)
+
 -- every script, including ones added later: --help is usage and exit 0; an
 -- unknown flag is one line (and the --help hint), exit 1 or 2, no traceback
 test("every script: --help prints usage, an unknown flag is a one-line error", function()
