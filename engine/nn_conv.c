@@ -252,7 +252,7 @@ static void bwd_sample(conv_job *j, int64_t n, int part, int par) {
         if (j->gx && !(dcol = scratch(1, (size_t)(g->Kc * nb)))) { j->failed = 1; return; }
     }
     for (int gi = 0; gi < g->groups; gi++) {
-        const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
+        const float *xg = j->x ? j->x + (n * g->C + gi * g->Cg) * g->HW : NULL;   /* NULL: no weight gradient */
         const float *wg = j->w + gi * g->Og * g->Kc;
         const float *gyg = j->gy + (n * g->O + gi * g->Og) * g->OHW;
         float *gw = j->gw ? j->gw + (size_t)part * g->O * g->Kc + gi * g->Og * g->Kc : NULL;
@@ -508,7 +508,7 @@ static void dw_bwd_task(void *p, int ith, int nth) {
             memset(gk, 0, (size_t)ntap * sizeof *gk);
             float bsum = 0;
             for (int64_t n = 0; n < g->N; n++) {
-                const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x + (n * g->C + c) * g->HW;
+                const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x ? j->x + (n * g->C + c) * g->HW : NULL;
                 float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL;
                 if (s1) dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, j->gw ? gk : NULL, buf, buf + padn,
                                       buf + 2 * padn);
@@ -534,26 +534,60 @@ static fmd_tensor *contiguous_nograd(fmd_tensor *t) {
     return c;
 }
 
+/* The input of a convolution whose producer is a bias-free depthwise
+ * convolution (Xception's SeparableConv: depthwise then pointwise) is not
+ * saved: backward recomputes it from the producer's saved input and weight,
+ * still held because the producer's node runs after this one. The
+ * depthwise pass is cheap (KH*KW multiply-adds per value, against C for
+ * the pointwise one) and that activation is a fifth of Xception's saved
+ * memory. iarg[7] = 1 marks a bias-free depthwise node, iarg[8] = 1 a node
+ * whose input is to be recomputed. */
+static int conv_backward(fmd_node *nd, fmd_tensor *gout);
+
+static int recomputable(const fmd_tensor *x) {
+    const fmd_node *p = x->grad_fn;
+    return p && p->backward == conv_backward && p->iarg[7] == 1 && p->saved[0] && p->saved[1] &&
+           fmd_is_contiguous(x) && x->offset == 0;
+}
+
+static fmd_tensor *recompute_input(fmd_node *nd) {
+    fmd_tensor *in = nd->inputs[0];
+    fmd_node *p = in->grad_fn;
+    if (!p || p->backward != conv_backward || !p->saved[0] || !p->saved[1])
+        return fmd_fail_null("trying to backward through the graph a second time (this conv2d's input is "
+                             "recomputed from a depthwise conv2d whose graph an earlier backward freed)");
+    int prev = fmd_set_grad_enabled(0);
+    fmd_tensor *x = fmd_conv2d(p->saved[0], p->saved[1], NULL, (int)p->iarg[0], (int)p->iarg[1], (int)p->iarg[2],
+                               (int)p->iarg[3], (int)p->iarg[4], (int)p->iarg[5], (int)p->iarg[6]);
+    fmd_set_grad_enabled(prev);
+    return x;
+}
+
 static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     fmd_tensor *x = nd->inputs[0], *w = nd->inputs[1], *b = nd->inputs[2];
-    fmd_tensor *xs = nd->saved[0], *ws = nd->saved[1];
+    fmd_tensor *ws = nd->saved[1], *xs = NULL;
     conv_job j = {0};
-    if (conv_geometry(xs, ws, NULL, (int)nd->iarg[0], (int)nd->iarg[1], (int)nd->iarg[2], (int)nd->iarg[3],
+    /* the shape from the input's header (data is only in saved[0]) */
+    if (conv_geometry(x, ws, NULL, (int)nd->iarg[0], (int)nd->iarg[1], (int)nd->iarg[2], (int)nd->iarg[3],
                       (int)nd->iarg[4], (int)nd->iarg[5], (int)nd->iarg[6], &j.g))
         return -1;
+    if (w->requires_grad) {   /* x is needed only for the weight gradient */
+        xs = nd->saved[0] ? fmd_retain(nd->saved[0]) : nd->iarg[8] ? recompute_input(nd) : NULL;
+        if (!xs) return nd->saved[0] || nd->iarg[8] ? -1 : fmd_fail("conv2d backward: input was not saved");
+    }
     const conv_geom *g = &j.g;
     int need_x = x->requires_grad, need_w = w->requires_grad, need_b = b && b->requires_grad;
     fmd_tensor *gy = fmd_contiguous(gout), *gx = NULL, *gw = NULL, *gb = NULL;
     float *parts = NULL;
     int rc = -1;
-    if (!gy) return -1;
+    if (!gy) { fmd_release(xs); return -1; }
     int64_t wshape[4] = {g->O, g->Cg, g->KH, g->KW};
     /* stride-1 depthwise sets every gx element before adding to it */
     int gx_set = g->depthwise && g->sh == 1 && g->sw == 1;
-    if (need_x && !(gx = gx_set ? fmd_empty(4, xs->shape) : fmd_zeros(4, xs->shape))) goto done;
+    if (need_x && !(gx = gx_set ? fmd_empty(4, x->shape) : fmd_zeros(4, x->shape))) goto done;
     if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
     if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
-    j.x = fmd_data(xs); j.w = fmd_data(ws); j.gy = fmd_data(gy);
+    j.x = xs ? fmd_data(xs) : NULL; j.w = fmd_data(ws); j.gy = fmd_data(gy);
     j.gx = gx ? fmd_data(gx) : NULL;
     if (g->depthwise) {
         j.gw = gw ? fmd_data(gw) : NULL;
@@ -595,7 +629,7 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     if (rc == 0 && gb) rc = fmd_accumulate_grad(b, gb);
 done:
     free(parts);
-    fmd_release(gy); fmd_release(gx); fmd_release(gw); fmd_release(gb);
+    fmd_release(gy); fmd_release(gx); fmd_release(gw); fmd_release(gb); fmd_release(xs);
     return rc;
 }
 
@@ -621,13 +655,15 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
     if (fmd_needs_grad(3, in)) {
         fmd_node *n = fmd_node_new("conv2d", conv_backward, 3, in);
         if (!n) goto fail;
-        int64_t args[7] = {sh, sw, ph, pw, dh, dw, groups};
+        /* x is needed only for the weight gradient (and then perhaps
+         * recomputed, see recomputable), w only for the input's */
+        int save_x = w->requires_grad && !recomputable(x);
+        int64_t args[9] = {sh, sw, ph, pw, dh, dw, groups, g->depthwise && !b, w->requires_grad && !save_x};
         memcpy(n->iarg, args, sizeof args);
-        /* x is needed only for the weight gradient, w only for the input's */
-        n->saved[0] = fmd_alias(xc);
+        n->saved[0] = save_x ? fmd_alias(xc) : NULL;
         n->saved[1] = fmd_alias(wc);
         fmd_node_attach(y, n);
-        if (!n->saved[0] || !n->saved[1]) goto fail;
+        if ((save_x && !n->saved[0]) || !n->saved[1]) goto fail;
     }
     fmd_release(xc); fmd_release(wc); fmd_release(bc);
     return y;
