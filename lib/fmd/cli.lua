@@ -101,7 +101,10 @@ function cli.parse(argv, def)
         end
         if spec.type == "number" or spec.type == "integer" then
           local n = tonumber(v)
-          if not n or (spec.type == "integer" and n % 1 ~= 0) then
+          -- 1e999 is inf, and 2^70 passes n % 1 == 0 but has no integer
+          -- (was nil: the flag silently lost; found by fuzz/fuzz_cli)
+          if not n or n ~= n or n == math.huge or n == -math.huge
+             or (spec.type == "integer" and math.tointeger(n) == nil) then
             bad(("flag %s expects %s, got '%s'"):format(spec[1], spec.type == "integer" and "an integer" or "a number", v))
           end
           if spec.min and n < spec.min then bad(("flag %s must be >= %s, got %s"):format(spec[1], spec.min, v)) end

@@ -196,7 +196,12 @@ test("fuzz regressions: every input that once crashed a reader is an error now",
     cli = function(p)
       local argv = {}
       for a in (read(p) .. "\n"):gmatch("([^%z\n]*)[%z\n]") do argv[#argv + 1] = a end
-      return cli.parse(argv, {name = "x", {"--lr", type = "number"}, {"-b", type = "integer", min = 1}})
+      -- the flags of fuzz/fuzz_cli.c; a parse that succeeds has typed values
+      local o = cli.parse(argv, {name = "x", {"--lr", type = "number", default = 0.001},
+        {"--batch_size", "-b", type = "integer", default = 4, min = 1},
+        {"--model", "-m", default = "SimpleNet", choices = {"SimpleNet", "XceptionBased"}},
+        {"--data-root"}, {"--resume", type = "boolean"}, {"-x", type = "number"}})
+      assert(math.type(o.batch_size) == "integer" and type(o.lr) == "number", "a flag lost its value")
     end,
   }
   local root, n = here .. "/fuzz/regressions", 0
@@ -205,7 +210,8 @@ test("fuzz regressions: every input that once crashed a reader is an error now",
     local reader = assert(readers[target], "no reader for fuzz/regressions/" .. target)
     for _, name in ipairs(fmd.sys.listdir(root .. "/" .. target)) do
       local ok, err = pcall(reader, root .. "/" .. target .. "/" .. name)
-      expect(ok or (type(err) == "string" and not err:find("attempt to", 1, true)), name .. ": " .. tostring(err))
+      expect(ok or (type(err) == "string" and not err:find("attempt to", 1, true)
+        and (target ~= "cli" or err:find("%(see %-%-help%)$"))), name .. ": " .. tostring(err))
       n = n + 1
     end
   end
