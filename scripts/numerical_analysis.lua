@@ -16,27 +16,18 @@ local opts = analysis.parse(arg, {
 })
 local model = analysis.load_model(opts.model, opts.checkpoint_path)
 local ds = analysis.dataset(opts, "test")
-local nreal, nfake = ds:counts()
-if nreal == 0 or nfake == 0 then
-  error(("test split of %s has %d real and %d fake images: ROC needs both classes"):format(opts.dataset, nreal, nfake), 0)
-end
-local r = analysis.run(model, ds, {batch_size = opts.batch_size})
-local y = r.labels
+local ev = analysis.evaluate(model, ds, "the test split of " .. opts.dataset, {batch_size = opts.batch_size})
+local r, y = ev.scores, ev.scores.labels
+local nreal, nfake = ev.n_real, ev.n_fake
+local auc_a, auc_b, ap, eer, eer_thr = ev.auc_a, ev.auc_b, ev.average_precision, ev.eer, ev.eer_threshold
+local cm, acc = ev.confusion, ev.accuracy / 100
 
 -- as the course asks: both scores against the fake label
 local fpr_a, tpr_a = metrics.roc_curve(r.a, y)
 local fpr_b, tpr_b = metrics.roc_curve(r.b, y)
-local auc_a, auc_b = metrics.roc_auc(r.a, y), metrics.roc_auc(r.b, y)
 local dfpr_a, dfnr_a = metrics.det_curve(r.a, y)
 local dfpr_b, dfnr_b = metrics.det_curve(r.b, y)
 local prec, rec = metrics.precision_recall_curve(r.b, y)
-local ap = metrics.average_precision(r.b, y)
-local eer, eer_thr = metrics.eer(r.b, y)
--- the prediction is argmax of the two logits (a tie is "real", as argmax takes the first)
-local pred = {}
-for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
-local cm = metrics.confusion(pred, y, 0.5)
-local acc = metrics.accuracy(pred, y, 0.5)
 
 local what = ("%s on %s test"):format(opts.model, opts.dataset)
 local roc = plot.roc(analysis.figure(opts, "roc_curve"), {
@@ -56,8 +47,7 @@ local out = {__order = {"model", "dataset", "checkpoint", "n_real", "n_fake", "f
   model = opts.model, dataset = opts.dataset, checkpoint = opts.checkpoint_path,
   n_real = nreal, n_fake = nfake, fake_to_real = nfake / nreal,
   auc_a = auc_a, auc_b = auc_b, average_precision = ap, eer = eer, eer_threshold = eer_thr,
-  accuracy = 100 * acc,
-  confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp},
+  accuracy = ev.accuracy, confusion = cm,
 }
 fmd.sys.mkdir(opts.metrics_dir)
 local jpath = ("%s/%s_%s_metrics.json"):format(opts.metrics_dir, opts.dataset, opts.model)

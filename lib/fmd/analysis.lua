@@ -96,6 +96,31 @@ function analysis.run(model, ds, opts)
   return {a = a, b = b, labels = labels}
 end
 
+-- the detection metrics of a model on a data set (one function for
+-- numerical_analysis.lua and evaluate.lua): runs every image (analysis.run)
+-- and returns {scores = {a, b, labels}, n_real, n_fake, auc_a, auc_b (ROC AUC
+-- of the real and fake logits against the fake label), average_precision,
+-- eer, eer_threshold (of the fake logit), accuracy (%, argmax; a tie is
+-- "real"), confusion = {tn, fp, fn, tp}}. `what` names the set in errors.
+function analysis.evaluate(model, ds, what, opts)
+  local metrics = require "fmd.metrics"
+  local nreal, nfake = ds:counts()
+  if nreal == 0 or nfake == 0 then
+    error(("%s has %d real and %d fake images: ROC needs both classes"):format(what, nreal, nfake), 0)
+  end
+  local r = analysis.run(model, ds, opts)
+  local y = r.labels
+  local pred = {}
+  for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
+  local eer, eer_thr = metrics.eer(r.b, y)
+  local cm = metrics.confusion(pred, y, 0.5)
+  return {scores = r, n_real = nreal, n_fake = nfake,
+          auc_a = metrics.roc_auc(r.a, y), auc_b = metrics.roc_auc(r.b, y),
+          average_precision = metrics.average_precision(r.b, y), eer = eer, eer_threshold = eer_thr,
+          accuracy = 100 * metrics.accuracy(pred, y, 0.5),
+          confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp}}
+end
+
 -- figures/<dataset>_<model>_<suffix>.png (out dir made if missing)
 function analysis.figure(opts, suffix)
   fmd.sys.mkdir(opts.out_dir)
