@@ -144,8 +144,9 @@ for k in order:
     name = "%s %s b%d" % (k[0], "train step" if k[1] == "train" else "eval forward", batch)
     if not t or not f:
         why = [r.get("skipped") or r.get("failed") for r in rows if (r["model"], r["mode"]) == k and not ok(r)]
+        if why: name += " (%s)" % why[0]
         print("| %s | %s | %s | - | <= 0.8 | - | - | - | - |" % (name, fmt(med([r["median_s"] for r in t])) if t else "-",
-              fmt(med([r["median_s"] for r in f])) if f else "-") + (" (%s)" % why[0] if why else ""))
+              fmt(med([r["median_s"] for r in f])) if f else "-"))
         continue
     ratios = []
     for rd in sorted({r["round"] for r in t} & {r["round"] for r in f}):
