@@ -282,7 +282,8 @@ function plot.images(path, panels, opts)
   local lines = {
     "unset key; unset tics; unset border; unset colorbox",
     ("set multiplot layout %d,%d%s margins %.6f,%.6f,%.6f,%.6f spacing %.6f,%.6f"):format(rows, cols,
-      opts.title and (" title " .. gq(opts.title) .. " font " .. gq(FONT .. ",14")) or "",
+      opts.title and (" title " .. gq(opts.title) .. " font " .. gq(FONT .. "," .. math.max(8, math.min(14,
+        math.floor((W - 16) / (0.68 * (utf8.len(opts.title) or #opts.title))))))) or "",
       4 / W, 1 - 4 / W, 4 / H, 1 - top / H, 8 / W, (title_h + 8) / H),
   }
   for i, p in ipairs(panels) do
