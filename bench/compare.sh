@@ -24,7 +24,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 rounds=3 steps=10 warmup=2 batch=32 threads=2 models="SimpleNet XceptionBased" modes="train eval"
 data="" fmd="$top/build/fmd" out=""
-usage() { sed -n '4,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { echo "usage:"; sed -n '4,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "compare.sh: $*" >&2; exit 2; }
 need_int() { [[ $2 =~ ^[0-9]+$ ]] && (( $2 >= $3 )) || die "$1 must be an integer >= $3, got '$2'"; }
 while (($#)); do
@@ -50,6 +50,8 @@ while (($#)); do
 done
 for m in $models; do [[ $m == SimpleNet || $m == XceptionBased ]] || die "--models: unknown model '$m' (SimpleNet, XceptionBased)"; done
 for m in $modes; do [[ $m == train || $m == eval ]] || die "--modes: unknown mode '$m' (train, eval)"; done
+[[ $fmd == /* ]] || fmd=$PWD/$fmd   # the runs cd to the source tree
+[[ -z $data || $data == /* ]] || data=$PWD/$data
 [[ -x $fmd ]] || die "no fmd executable at $fmd (build it: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build, or pass --fmd PATH)"
 [[ -x /usr/bin/python3 ]] || die "/usr/bin/python3 is needed for the PyTorch side (apt-get install python3-torch)"
 /usr/bin/python3 -c 'import torch' 2>/dev/null || die "PyTorch is not importable by /usr/bin/python3 (apt-get install python3-torch)"
