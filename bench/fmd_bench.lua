@@ -26,7 +26,7 @@ local opts = {model = "SimpleNet", mode = "train", batch = 32, steps = 10, warmu
               threads = 2, size = 256, data = nil, workers = 2}
 local NUMERIC = {batch = 1, steps = 1, warmup = 0, threads = 1, size = 32, workers = 0}
 
-local function die(msg) error(msg .. "\n" .. USAGE, 0) end
+local function die(msg) error(msg .. "\n(see --help)", 0) end
 
 local i = 1
 while arg[i] do

@@ -1,0 +1,71 @@
+-- bench/fmd_bench.lua, the fmd side of bench/compare.sh (docs/performance.md):
+-- one JSON line per run with the fields compare.sh reads, MACs equal to
+-- models.count_macs, the real-loading mode on a tiny generated folder, and
+-- one-line usage errors. (The PyTorch side is not run: Python is no
+-- dependency of the tests.)
+local fmd = require "fmd"
+local json = require "fmd.json"
+local models = require "fmd.models"
+
+local exe = package.fmd_exe
+local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
+
+local function run(args)
+  local p = io.popen(("%s %s/bench/fmd_bench.lua %s 2>&1; echo \"exit=$?\""):format(exe, here, args))
+  local out = p:read("a"); p:close()
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+
+local function row(args)
+  local out, code = run(args)
+  expect(code == 0, ("fmd_bench %s failed:\n%s"):format(args, out))
+  local line = out:match("(%b{})")
+  expect(line, "no JSON line in:\n" .. out)
+  return json.decode(line)
+end
+
+local FIELDS = {"side", "model", "mode", "batch", "size", "threads", "steps", "median_s", "times_s",
+                "images_per_s", "macs", "gflops", "peak_rss_gb"}
+
+test("train and eval rows carry every field; MACs are models.count_macs of the batch", function()
+  local r = row("--model XceptionBased --mode train --batch 2 --size 64 --steps 2 --warmup 1 --threads 1")
+  for _, k in ipairs(FIELDS) do expect(r[k] ~= nil, "missing " .. k) end
+  expect(r.side == "fmd" and r.model == "XceptionBased" and r.mode == "train" and r.batch == 2 and r.steps == 2)
+  expect(#r.times_s == 2 and r.median_s > 0 and r.peak_rss_gb > 0.01)
+  local m = models.load_model("XceptionBased", {pretrained = false, quiet = true})
+  expect_eq(r.macs, 2 * models.count_macs(m, {1, 3, 64, 64}))
+  expect_near(r.images_per_s, 2 / r.median_s, 1e-3)
+  expect_near(r.gflops, 3 * 2 * r.macs / r.median_s / 1e9, 1e-3)   -- training = 3 x forward
+  local e = row("--model XceptionBased --mode eval --batch 1 --size 64 --steps 1 --warmup 0 --threads 1")
+  expect(e.mode == "eval" and #e.times_s == 1)
+  expect_near(e.gflops, 2 * e.macs / e.median_s / 1e9, 1e-3)
+end)
+
+test("data mode reads batches from a folder of real/ and fake/ images", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  for _, c in ipairs({"real", "fake"}) do
+    fmd.sys.mkdir(dir .. "/" .. c)
+    for i = 1, 2 do fmd.save_image(("%s/%s/%d.png"):format(dir, c, i), fmd.rand(3, 40, 40)) end
+  end
+  local r = row(("--model SimpleNet --mode data --data %s --batch 2 --steps 1 --warmup 0 --threads 1 --workers 1"):format(dir))
+  expect(r.mode == "data" and r.steps == 1 and r.median_s > 0)
+  -- more steps than the folder has batches: said, not a short row
+  local out, code = run(("--model SimpleNet --mode data --data %s --batch 2 --steps 5 --warmup 0"):format(dir))
+  expect(code ~= 0 and out:find("fewer than", 1, true), out)
+  os.execute(("rm -rf '%s'"):format(dir))
+end)
+
+test("mistakes are one line and the --help hint, no traceback", function()
+  for _, args in ipairs({"--mode foo", "--model Foo", "--batch 0", "--steps x", "--bogus 1", "--batch",
+                         "--mode data", "--mode data --data /nonexistent/dir"}) do
+    local out, code = run(args)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do if not l:find("^exit=") then lines[#lines + 1] = l end end
+    expect(code ~= 0, args .. ": exit 0")
+    expect(#lines == 2 and lines[2]:find("--help", 1, true) and not out:find("traceback"),
+      args .. ":\n" .. out)
+  end
+  local out, code = run("--help")
+  expect(code == 0 and out:find("^usage: "), out)
+end)
