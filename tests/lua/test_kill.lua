@@ -141,8 +141,8 @@ test("SIGINT, SIGTERM, SIGKILL at random moments and mid-write: files stay whole
     local logf = ("attempt%d.log"):format(i)
     -- shell builtins where the poll is fast (a 200 MB write takes ~0.1 s)
     local function after_epochs(k)   -- until the attempt has printed k "Epoch" lines
-      return ("while kill -0 $pid 2>/dev/null && [ \"$(grep -c '^Epoch ' %s 2>/dev/null)\" -lt %d ]; do sleep 0.05; done; ")
-        :format(logf, k)
+      return ("while kill -0 $pid 2>/dev/null; do n=$(grep -c '^Epoch ' %s 2>/dev/null); "
+        .. "[ \"${n:-0}\" -ge %d ] && break; sleep 0.05; done; "):format(logf, k)
     end
     local function until_file(glob)
       return ("while kill -0 $pid 2>/dev/null; do for f in %s; do [ -e \"$f\" ] && break 2; done; sleep 0.01; done")
