@@ -582,8 +582,9 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     int rc = -1;
     if (!gy) { fmd_release(xs); return -1; }
     int64_t wshape[4] = {g->O, g->Cg, g->KH, g->KW};
-    /* stride-1 depthwise sets every gx element before adding to it */
-    int gx_set = g->depthwise && g->sh == 1 && g->sw == 1;
+    /* stride-1 depthwise sets every gx element before adding to it, and a
+       pointwise conv's GEMM (beta 0) writes all of gx: no zero-fill first */
+    int gx_set = (g->depthwise && g->sh == 1 && g->sw == 1) || g->pointwise;
     if (need_x && !(gx = gx_set ? fmd_empty(4, x->shape) : fmd_zeros(4, x->shape))) goto done;
     if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
     if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
