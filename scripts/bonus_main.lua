@@ -77,7 +77,13 @@ if fmd.sys.is_file("out/bonus_designs.json") then
   for _, row in ipairs(json.read_file("out/bonus_designs.json")) do
     if row.dataset == opts.dataset then
       designs.x[#designs.x + 1], designs.y[#designs.y + 1] = row.params, row.val_auc
-      labels[#labels + 1] = {x = row.params, y = row.val_auc, label = row.design}
+      -- designs of one size (one design, two recipes) get their labels on
+      -- alternate sides so they do not overprint
+      local same = 0
+      for _, l in ipairs(labels) do if l.x == row.params then same = same + 1 end end
+      labels[#labels + 1] = {x = row.params, y = row.val_auc,
+        label = row.design .. ((row.recipe or "course") == "course" and "" or (" + " .. row.recipe)),
+        offset = same % 2 == 0 and "1.2,0.6" or "1.2,-0.8"}
     end
   end
 end
@@ -102,10 +108,15 @@ end
 if #baselines.x > 0 then series[#series + 1] = baselines end
 series[#series + 1] = {x = {nparams}, y = {auc}, title = ("chosen: %s (test AUC %.3f)"):format(model.design_name, auc),
                        style = "points", pt = 7, ps = 2.4, color = "#d62728"}
-local lo, hi, ylo = 1e9, 0, 0.4
+-- x: a decade's margin; y: the AUCs with a margin, in steps of 0.05
+local lo, hi, ylo, yhi = 1e9, 0, 1, 0
 for _, s in ipairs(series) do
-  for i, v in ipairs(s.x) do lo, hi, ylo = math.min(lo, v), math.max(hi, v), math.min(ylo, s.y[i] - 0.05) end
+  for i, v in ipairs(s.x) do
+    lo, hi = math.min(lo, v), math.max(hi, v)
+    ylo, yhi = math.min(ylo, s.y[i]), math.max(yhi, s.y[i])
+  end
 end
+ylo, yhi = math.max(0, math.floor((ylo - 0.04) * 20) / 20), math.min(1, math.ceil((yhi + 0.04) * 20) / 20)
 local tics = {}
 for e = 2, 9 do
   local v = 10 ^ e
@@ -114,7 +125,9 @@ for e = 2, 9 do
   end
 end
 fmd.sys.mkdir(opts.out_dir)
-local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series, {title = ("Test AUC against size on %s"):format(opts.dataset), xlabel = "trainable parameters (log scale)",
-           ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 3, hi * 3}, yrange = {math.max(0, ylo), 1.0}, xtics = tics,
+local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series,
+  {title = ("AUC against size on %s (designs: validation; chosen and course models: test)"):format(opts.dataset),
+           xlabel = "trainable parameters (log scale)",
+           ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 3, hi * 3}, yrange = {ylo, yhi}, xtics = tics,
            key = "bottom right", labels = labels})
 print("wrote " .. path)

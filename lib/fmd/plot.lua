@@ -151,8 +151,8 @@ local function axis_lines(opts)
       :format(gq(m.label or ""), m.x, m.y)
   end
   for _, m in ipairs(opts.labels or {}) do
-    L[#L + 1] = ("set label %s at %.17g,%.17g offset 1.2,0.6 font %s textcolor rgb '#333333' front")
-      :format(gq(m.label or ""), m.x, m.y, gq(FONT .. ",9"))
+    L[#L + 1] = ("set label %s at %.17g,%.17g offset %s font %s textcolor rgb '#333333' front")
+      :format(gq(m.label or ""), m.x, m.y, m.offset or "1.2,0.6", gq(FONT .. ",9"))
   end
   return L
 end
@@ -189,7 +189,8 @@ end
 -- xrange/yrange = {lo, hi}, logx, logy, xtics (step, or a list of values or
 -- {label, value}), key ("top right", "bottom right", ...), grid (default
 -- true), size = {w, h} (default 800 x 560), marker = list of {x=, y=, label=}
--- (a large point, labelled), labels = list of {x=, y=, label=} (text only)
+-- (a large point, labelled), labels = list of {x=, y=, label=, offset = "dx,dy"
+-- in characters (default "1.2,0.6")} (text only)
 function plot.lines(path, series, opts) return draw("lines", path, series, opts) end
 
 local function relabel(curves, fx, fy)
