@@ -229,6 +229,18 @@ if x_auc then
   notes[#notes + 1] = ("XceptionBased on %s reaches a test AUC of %.3f (course: 0.995-1.000 from ImageNet weights)%s."):format(S, x_auc,
     opts.xception_init == "scratch" and "; here it started from random weights, which is the main reason for any gap" or "")
 end
+-- a model whose scores rank well but whose argmax misses: say why, so the
+-- two numbers do not read as a contradiction
+for _, r in ipairs(runs) do
+  local m = read_json(("%s/%s_%s_metrics.json"):format(opts.logs, r[1], r[2]))
+  if m and m.auc_b and m.accuracy and m.auc_b > 0.85 and m.accuracy < 70 then
+    notes[#notes + 1] = ("%s on %s ranks the test images well (AUC %.3f) but its argmax accuracy is only %.1f %%: "
+      .. "the scores separate the classes but the threshold between the two logits is off (a model a few epochs "
+      .. "from random weights is badly calibrated; BatchNorm's running statistics, used in eval mode, are one known cause). "
+      .. "The EER threshold (%.3g on the fake logit) is where a usable decision lies."):format(r[2], r[1], m.auc_b,
+      m.accuracy, m.eer_threshold or 0)
+  end
+end
 if generated then
   local fr, ff = counts(F, "train")
   local sr2, sf2 = counts(S, "train")
