@@ -126,7 +126,7 @@ for e = 2, 9 do
 end
 fmd.sys.mkdir(opts.out_dir)
 local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series,
-  {title = ("AUC against size on %s (designs: validation; chosen and course models: test)"):format(opts.dataset),
+  {title = ("ROC AUC against size on %s"):format(opts.dataset),   -- the legend says which AUC is which
            xlabel = "trainable parameters (log scale)",
            ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 3, hi * 3}, yrange = {ylo, yhi}, xtics = tics,
            key = "bottom right", labels = labels})
