@@ -99,7 +99,7 @@ for _, name in ipairs{"SimpleNet", "XceptionBased"} do
     if L and L.val_acc and #L.val_acc > 0 then
       local best = 1
       for i, v in ipairs(L.val_acc) do if v > L.val_acc[best] then best = i end end
-      local p = models.get_nof_params(models.load_model(name))
+      local p = models.get_nof_params(models.load_model(name, {pretrained = false}))
       baselines.x[#baselines.x + 1], baselines.y[#baselines.y + 1] = p, L.test_auc[best]
       labels[#labels + 1] = {x = p, y = L.test_auc[best], label = name}
     end

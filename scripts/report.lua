@@ -123,7 +123,7 @@ end
 
 H(2, "3. Model sizes")
 local n_x = models.get_nof_params(models.load_model("Xception"))
-local n_xb = models.get_nof_params(models.load_model("XceptionBased"))
+local n_xb = models.get_nof_params(models.load_model("XceptionBased", {pretrained = false}))
 local n_s = models.get_nof_params(models.load_model("SimpleNet"))
 T({"model", "trainable parameters"}, {
   {"SimpleNet", models.format_count(n_s)}, {"Xception (ImageNet classifier, fc 2048 -> 1000)", models.format_count(n_x)},

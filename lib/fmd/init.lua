@@ -53,7 +53,7 @@ function fmd.timing(on) return require("fmd.repl").timing(on) end
 -- weights of a checkpoint file (safetensors or PyTorch .pth), in eval mode;
 -- every tensor must fit both ways. Returns model, the file's metadata.
 function fmd.load_model(name, checkpoint)
-  local model = fmd.models.load_model(name)
+  local model = fmd.models.load_model(name, {pretrained = false})   -- the checkpoint brings the weights
   local _, meta = model:load(checkpoint)
   model:eval()
   return model, meta
