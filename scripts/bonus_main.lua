@@ -77,13 +77,14 @@ if fmd.sys.is_file("out/bonus_designs.json") then
   for _, row in ipairs(json.read_file("out/bonus_designs.json")) do
     if row.dataset == opts.dataset then
       designs.x[#designs.x + 1], designs.y[#designs.y + 1] = row.params, row.val_auc
-      -- designs of one size (one design, two recipes) get their labels on
-      -- alternate sides so they do not overprint
+      -- designs of one size (one design, other recipes or epochs) get their
+      -- labels on alternate sides of the point so they do not overprint
       local same = 0
       for _, l in ipairs(labels) do if l.x == row.params then same = same + 1 end end
       labels[#labels + 1] = {x = row.params, y = row.val_auc,
-        label = row.design .. ((row.recipe or "course") == "course" and "" or (" + " .. row.recipe)),
-        offset = same % 2 == 0 and "1.2,0.6" or "1.2,-0.8"}
+        label = ("%s%s, %d ep"):format(row.design, (row.recipe or "course") == "course" and "" or (" + " .. row.recipe),
+          row.epochs),
+        offset = same % 2 == 0 and "1.2,0.3" or "-1.2,0.3", align = same % 2 == 0 and "left" or "right"}
     end
   end
 end
@@ -120,7 +121,7 @@ ylo, yhi = math.max(0, math.floor((ylo - 0.04) * 20) / 20), math.min(1, math.cei
 local tics = {}
 for e = 2, 9 do
   local v = 10 ^ e
-  if v >= lo / 3 and v <= hi * 3 then
+  if v >= lo / 12 and v <= hi * 3 then
     tics[#tics + 1] = {({"100", "1k", "10k", "100k", "1M", "10M", "100M", "1G"})[e - 1], v}
   end
 end
@@ -128,6 +129,6 @@ fmd.sys.mkdir(opts.out_dir)
 local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series,
   {title = ("ROC AUC against size on %s"):format(opts.dataset),   -- the legend says which AUC is which
            xlabel = "trainable parameters (log scale)",
-           ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 3, hi * 3}, yrange = {ylo, yhi}, xtics = tics,
+           ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 12, hi * 3}, yrange = {ylo, yhi}, xtics = tics,   -- x: room on the left for labels
            key = "bottom right", labels = labels})
 print("wrote " .. path)

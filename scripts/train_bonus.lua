@@ -28,7 +28,7 @@ local opts = cli.parse(arg, {
   {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
   {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
   {"--design", default = Bonus.CHOSEN, choices = designs, help = "architecture (DESIGNS in bonus_model.lua)"},
-  {"--epochs", "-e", type = "integer", default = 10, min = 1, help = "number of epochs"},
+  {"--epochs", "-e", type = "integer", default = 16, min = 1, help = "number of epochs"},
   {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size"},
   {"--lr", type = "number", default = 0.0003, help = "initial learning rate (cosine decay to lr/100)"},
   {"--weight_decay", type = "number", default = 1e-4, help = "Adam weight decay"},
@@ -92,7 +92,7 @@ local log = {__order = {"design", "recipe", "dataset", "params", "macs", "train_
              design = opts.design, recipe = recipe, dataset = opts.dataset, params = nparams, macs = macs,
              train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, val_auc = {}, lr = {}, seconds_per_epoch = {}}
 local best, best_epoch = -1, 0
--- one row per (dataset, design, recipe): the latest training of it,
+-- one row per (dataset, design, recipe, epochs): the latest training of it,
 -- rewritten after every epoch so an interrupted run still counts
 local function write_row(epochs_done, seconds)
   local table_path = "out/bonus_designs.json"
@@ -102,14 +102,17 @@ local function write_row(epochs_done, seconds)
     if not ok then error(("%s is not readable (%s); fix or remove it"):format(table_path, tostring(old)), 0) end
     rows = old
   end
-  local row = {__order = {"dataset", "design", "recipe", "params", "macs", "epochs", "best_epoch", "val_auc",
-                          "train_seconds", "checkpoint", "chosen"},
+  local row = {__order = {"dataset", "design", "recipe", "params", "macs", "planned_epochs", "epochs", "best_epoch",
+                          "val_auc", "train_seconds", "checkpoint", "chosen"},
+               planned_epochs = opts.epochs,
                dataset = opts.dataset, design = opts.design, recipe = recipe, params = nparams, macs = macs,
                epochs = epochs_done, best_epoch = best_epoch, val_auc = best, train_seconds = seconds,
                checkpoint = ckpt, chosen = chosen}
   local replaced = false
   for i, r in ipairs(rows) do
-    if r.dataset == row.dataset and r.design == row.design and (r.recipe or "course") == recipe then
+    -- a row is a (data set, design, recipe, epoch budget): another budget is another row
+    if r.dataset == row.dataset and r.design == row.design and (r.recipe or "course") == recipe
+       and (r.planned_epochs or r.epochs) == opts.epochs then
       rows[i], replaced = row, true
     end
   end

@@ -151,8 +151,8 @@ local function axis_lines(opts)
       :format(gq(m.label or ""), m.x, m.y)
   end
   for _, m in ipairs(opts.labels or {}) do
-    L[#L + 1] = ("set label %s at %.17g,%.17g offset %s font %s textcolor rgb '#333333' front")
-      :format(gq(m.label or ""), m.x, m.y, m.offset or "1.2,0.6", gq(FONT .. ",9"))
+    L[#L + 1] = ("set label %s at %.17g,%.17g %s offset %s font %s textcolor rgb '#333333' front")
+      :format(gq(m.label or ""), m.x, m.y, m.align == "right" and "right" or "left", m.offset or "1.2,0.6", gq(FONT .. ",9"))
   end
   return L
 end
@@ -190,7 +190,8 @@ end
 -- {label, value}), key ("top right", "bottom right", ...), grid (default
 -- true), size = {w, h} (default 800 x 560), marker = list of {x=, y=, label=}
 -- (a large point, labelled), labels = list of {x=, y=, label=, offset = "dx,dy"
--- in characters (default "1.2,0.6")} (text only)
+-- in characters (default "1.2,0.6"), align = "left" (text starts at the
+-- point, default) or "right" (text ends there)} (text only)
 function plot.lines(path, series, opts) return draw("lines", path, series, opts) end
 
 local function relabel(curves, fx, fy)
