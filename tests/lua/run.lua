@@ -104,6 +104,31 @@ function load_fixture_cases(path)
   return list, by_name
 end
 
+-- script_sandbox(): a fresh temporary folder and two functions that run
+-- `fmd scripts/<script> <args>` of this source tree with it as the current
+-- folder (ctest runs the tests from the source tree). run returns the
+-- output (stdout and stderr) and the exit code; ok_run returns the output
+-- and raises, with the output, unless the exit code is 0.
+function script_sandbox()
+  local fmd = require "fmd"
+  local here = io.popen("pwd"):read("l")
+  local dir = os.tmpname()
+  os.remove(dir)
+  fmd.sys.mkdir(dir)
+  local function run(script, args)
+    local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(dir, package.fmd_exe, here,
+      script, args or ""))
+    local out = p:read("a"); p:close()
+    return out, tonumber(out:match("exit=(%d+)%s*$"))
+  end
+  local function ok_run(script, args)
+    local out, code = run(script, args)
+    if code ~= 0 then error(("%s %s failed (exit %s):\n%s"):format(script, args, tostring(code), out), 2) end
+    return out
+  end
+  return dir, run, ok_run
+end
+
 for _, f in ipairs(arg) do
   current_file = f
   local chunk, err = loadfile(f)

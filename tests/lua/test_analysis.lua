@@ -6,23 +6,8 @@ local fmd = require "fmd"
 local json = require "fmd.json"
 local analysis = require "fmd.analysis"
 
-local exe = package.fmd_exe
-local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
-local tmp = os.tmpname()
-os.remove(tmp)
-fmd.sys.mkdir(tmp)
+local tmp, run, ok_run = script_sandbox()
 
--- runs `fmd scripts/<script> args` in tmp; returns output, exit code
-local function run(script, args)
-  local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(tmp, exe, here, script, args))
-  local out = p:read("a"); p:close()
-  return out, tonumber(out:match("exit=(%d+)%s*$"))
-end
-local function ok_run(script, args)
-  local out, code = run(script, args)
-  if code ~= 0 then error(("%s %s failed (exit %s):\n%s"):format(script, args, tostring(code), out), 2) end
-  return out
-end
 
 -- a PNG of at least min_w x min_h whose pixels are not one flat canvas:
 -- some share of them differ clearly from the background (the top-left pixel)

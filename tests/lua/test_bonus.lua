@@ -6,17 +6,7 @@ local fmd = require "fmd"
 local json = require "fmd.json"
 local models = require "fmd.models"
 
-local exe = package.fmd_exe
-local here = io.popen("pwd"):read("l")
-local tmp = os.tmpname()
-os.remove(tmp)
-fmd.sys.mkdir(tmp)
-
-local function run(script, args)
-  local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(tmp, exe, here, script, args))
-  local out = p:read("a"); p:close()
-  return out, tonumber(out:match("exit=(%d+)%s*$"))
-end
+local tmp, run = script_sandbox()
 
 local Bonus = models.class("bonus")
 

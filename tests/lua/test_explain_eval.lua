@@ -152,21 +152,7 @@ end)
 
 ---------------------------------------------------------------- the script
 
-local exe = package.fmd_exe
-local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
-local tmp = os.tmpname()
-os.remove(tmp)
-fmd.sys.mkdir(tmp)
-local function run(script, args)
-  local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(tmp, exe, here, script, args))
-  local out = p:read("a"); p:close()
-  return out, tonumber(out:match("exit=(%d+)%s*$"))
-end
-local function ok_run(script, args)
-  local out, code = run(script, args)
-  if code ~= 0 then error(("%s %s failed (exit %s):\n%s"):format(script, args, tostring(code), out), 2) end
-  return out
-end
+local tmp, run, ok_run = script_sandbox()
 
 local ROOT = tmp .. "/data"
 local setup_ok, setup_err = pcall(function()

@@ -9,24 +9,10 @@ local json = require "fmd.json"
 local analysis = require "fmd.analysis"
 local transforms = require "fmd.transforms"
 
-local exe = package.fmd_exe
-local here = io.popen("pwd"):read("l")   -- the source tree (ctest runs tests there)
-local tmp = os.tmpname()
-os.remove(tmp)
-fmd.sys.mkdir(tmp)
+local here = io.popen("pwd"):read("l")   -- the source tree
+local tmp, run, ok_run = script_sandbox()
 
 local function sh(cmd) assert(os.execute(cmd), cmd) end
--- runs `fmd scripts/<script> args` in tmp; returns stdout+stderr, exit code
-local function run(script, args)
-  local p = io.popen(("cd %s && %s %s/scripts/%s %s 2>&1; echo \"exit=$?\""):format(tmp, exe, here, script, args))
-  local out = p:read("a"); p:close()
-  return out, tonumber(out:match("exit=(%d+)%s*$"))
-end
-local function ok_run(script, args)
-  local out, code = run(script, args)
-  if code ~= 0 then error(("%s %s failed (exit %s):\n%s"):format(script, args, tostring(code), out), 2) end
-  return out
-end
 local function write(path, bytes)
   local f = assert(io.open(tmp .. "/" .. path, "wb")); f:write(bytes); f:close()
 end
