@@ -76,8 +76,7 @@ print(("bonus design %s: %s trainable parameters, %.1f M multiply-accumulates pe
 local params = {lr = opts.lr, weight_decay = opts.weight_decay}
 local optimizer = optim.Adam(model:parameters(), params)
 local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, nil,
-  {num_workers = opts.workers, seed = opts.seed})
-trainer.epochs = opts.epochs   -- for the progress line ("epoch 1/8 batch ...")
+  {num_workers = opts.workers, seed = opts.seed, epochs = opts.epochs})
 
 -- the chosen design and recipe make checkpoints/bonus.safetensors; the
 -- others their own file, so trying a design never replaces the chosen one

@@ -38,6 +38,7 @@ function Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, 
   self.num_workers = opts.num_workers or 2
   self.seed = opts.seed or 0
   self.epoch = 0          -- epochs finished
+  self.epochs = opts.epochs   -- planned (run() sets it); shown by the progress line
   self.print = opts.print or print
   self.checkpoint_dir = opts.checkpoint_dir or "checkpoints"
   self.out_dir = opts.out_dir or "out"
