@@ -24,20 +24,15 @@ local opts = cli.parse(arg, {
 if opts.threads then fmd.set_num_threads(opts.threads) end
 
 local json = require "fmd.json"
-local metrics = require "fmd.metrics"
 local plot = require "fmd.plot"
 local analysis = require "fmd.analysis"
 
 local Bonus = models.class("bonus")
 local model = Bonus.my_bonus_model(opts.checkpoint_path)
 local ds = analysis.dataset(opts, "test")
-local r = analysis.run(model, ds, {label = "test"})
-local auc = metrics.roc_auc(r.b, r.labels)
-local correct = 0
-for i, y in ipairs(r.labels) do
-  if ((r.b[i] > r.a[i]) and 1 or 0) == y then correct = correct + 1 end
-end
-local acc = 100 * correct / #r.labels
+-- the same metrics as numerical_analysis.lua (AUC of the fake logit, argmax accuracy)
+local ev = analysis.evaluate(model, ds, "the test split of " .. opts.dataset, {label = "test"})
+local r, auc, acc = ev.scores, ev.auc_b, ev.accuracy
 local nparams = models.get_nof_params(model)
 local macs = models.count_macs(model, {1, 3, 256, 256})
 
