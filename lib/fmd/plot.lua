@@ -255,6 +255,14 @@ end
 
 ------------------------------------------------------------- image panels
 
+-- the font size (at most max, at least min) at which text fits in width
+-- pixels: a long title shrinks rather than being clipped at the edges
+-- (DejaVu Sans averages about 0.65 em per character)
+local function fit_font(text, width, max, min)
+  if not text or #text == 0 then return max end
+  return math.max(min, math.min(max, math.floor(width / (0.68 * (utf8.len(text) or #text)))))
+end
+
 -- panels = list of {image = (3,H,W) in [0, 1] or an (H,W) map (drawn
 -- gray), title = "..."}; opts: cols (default ceil(sqrt(n))), title (of the
 -- figure), panel_size (pixels of a panel's longer side, default 256),
@@ -284,18 +292,14 @@ function plot.images(path, panels, opts)
   local lines = {
     "unset key; unset tics; unset border; unset colorbox",
     ("set multiplot layout %d,%d%s margins %.6f,%.6f,%.6f,%.6f spacing %.6f,%.6f"):format(rows, cols,
-      opts.title and (" title " .. gq(opts.title) .. " font " .. gq(FONT .. "," .. math.max(8, math.min(14,
-        math.floor((W - 16) / (0.68 * (utf8.len(opts.title) or #opts.title))))))) or "",
+      opts.title and (" title " .. gq(opts.title) .. " font " .. gq(FONT .. "," .. fit_font(opts.title, W - 16, 14, 8))) or "",
       4 / W, 1 - 4 / W, 4 / H, 1 - top / H, 8 / W, (title_h + 8) / H),
   }
   for i, p in ipairs(panels) do
     local t = rgb[i]
     local title = type(p) == "table" and p.title or nil
-    -- a long title shrinks to fit its panel (DejaVu Sans averages about
-    -- 0.65 em per character) rather than being clipped at the edges
-    local tfs = fs
-    if title and #title > 0 then tfs = math.max(7, math.min(fs, math.floor(pw / (0.68 * (utf8.len(title) or #title))))) end
-    lines[#lines + 1] = ("set title %s font %s offset 0,-0.6"):format(gq(title or ""), gq(FONT .. "," .. tfs))
+    lines[#lines + 1] = ("set title %s font %s offset 0,-0.6"):format(gq(title or ""),
+      gq(FONT .. "," .. fit_font(title, pw, fs, 7)))
     lines[#lines + 1] = ("set xrange [-0.5:%d.5]; set yrange [-0.5:%d.5]; set size ratio -1"):format(t:size(3) - 1, t:size(2) - 1)
     lines[#lines + 1] = ("plot 'p%d.png' binary filetype=png with rgbimage"):format(i)
   end
