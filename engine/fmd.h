@@ -241,6 +241,24 @@ void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc);
 
+/* ------------------------------------------- conv kernels (engine-internal) */
+/* direct conv2d, stride 1, no padding, dilation 1, groups 1
+ * (nn_conv_direct.c): x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL,
+ * y (N,O,H-KH+1,W-KW+1) written whole */
+typedef struct {
+    int64_t N, C, H, W, O, KH, KW;
+    const float *x, *w, *b;
+    float *y;
+} fmd_conv_direct;
+/* whether the direct kernel suits a conv with O output channels and input
+ * width W (unit_geometry: stride 1, pad 0, dilation 1, groups 1, not 1x1) */
+int fmd_conv_direct_ok(int64_t O, int64_t W, int64_t KW, int unit_geometry);
+void fmd_conv_direct_run(const fmd_conv_direct *d);   /* split over the pool */
+/* its adjoint for the input: gy (N,O,OH,OW), w (O,C,KH,KW) ->
+ * gx (N,C,OH+KH-1,OW+KW-1) written whole; -1 when out of memory */
+int fmd_conv_direct_input_grad(int64_t N, int64_t C, int64_t O, int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                               const float *gy, const float *w, float *gx);
+
 /* ------------------------------------------------------------- image IO */
 /* Decodes a PNG or JPEG (chosen by content) into a new 3 x H x W tensor in
  * [0, 1] (gray is replicated, alpha dropped). */

@@ -526,6 +526,13 @@ static void dw_bwd_task(void *p, int ith, int nth) {
         }
 }
 
+/* the direct kernel (nn_conv_direct.c) suits this conv */
+static int direct_ok(const conv_geom *g) {
+    int unit = g->groups == 1 && !g->pointwise && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+               g->dh == 1 && g->dw == 1;
+    return fmd_conv_direct_ok(g->O, g->W, g->KW, unit);
+}
+
 /* -------------------------------------------------------------- autograd */
 static fmd_tensor *contiguous_nograd(fmd_tensor *t) {
     int prev = fmd_set_grad_enabled(0);
@@ -584,7 +591,8 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     int64_t wshape[4] = {g->O, g->Cg, g->KH, g->KW};
     /* stride-1 depthwise sets every gx element before adding to it, and a
        pointwise conv's GEMM (beta 0) writes all of gx: no zero-fill first */
-    int gx_set = (g->depthwise && g->sh == 1 && g->sw == 1) || g->pointwise;
+    int direct_gx = need_x && direct_ok(g) && fmd_conv_direct_ok(g->C, g->OW + 2 * (g->KW - 1), g->KW, 1);
+    int gx_set = (g->depthwise && g->sh == 1 && g->sw == 1) || g->pointwise || direct_gx;
     if (need_x && !(gx = gx_set ? fmd_empty(4, x->shape) : fmd_zeros(4, x->shape))) goto done;
     if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
     if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
@@ -595,6 +603,10 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
         j.gb = gb ? fmd_data(gb) : NULL;
         fmd_parallel(dw_bwd_task, &j);
     } else {
+        if (direct_gx) {   /* gx by the direct kernel; the GEMM pass below then makes gw and gb only */
+            if (fmd_conv_direct_input_grad(g->N, g->C, g->O, g->OH, g->OW, g->KH, g->KW, j.gy, j.w, j.gx)) goto done;
+            j.gx = NULL;
+        }
         int bp = batch_parallel(g->N);
         j.nparts = bp ? fmd_get_num_threads() : 1;
         if ((gw || gb) && j.nparts > 1) {   /* per-thread partial sums, reduced below */
@@ -606,8 +618,10 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
             j.gw = gw ? fmd_data(gw) : NULL;
             j.gb = gb ? fmd_data(gb) : NULL;
         }
-        if (bp) fmd_parallel(bwd_task, &j);
-        else for (int64_t n = 0; n < g->N && !j.failed; n++) bwd_sample(&j, n, 0, 1);
+        if (j.gx || j.gw || j.gb) {
+            if (bp) fmd_parallel(bwd_task, &j);
+            else for (int64_t n = 0; n < g->N && !j.failed; n++) bwd_sample(&j, n, 0, 1);
+        }
         if (parts) {
             for (int p = 0; p < j.nparts; p++) {
                 if (gw) {
@@ -647,7 +661,10 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
     if (!y) goto fail;
     j.x = fmd_data(xc); j.w = fmd_data(wc); j.b = bc ? fmd_data(bc) : NULL; j.y = fmd_data(y);
     if (g->N > 0) {
-        if (g->depthwise) fmd_parallel(dw_fwd_task, &j);
+        if (direct_ok(g)) {
+            fmd_conv_direct d = {g->N, g->C, g->H, g->W, g->O, g->KH, g->KW, j.x, j.w, j.b, j.y};
+            fmd_conv_direct_run(&d);
+        } else if (g->depthwise) fmd_parallel(dw_fwd_task, &j);
         else if (batch_parallel(g->N)) fmd_parallel(fwd_task, &j);
         else for (int64_t n = 0; n < g->N && !j.failed; n++) fwd_sample(&j, n, 1);
     }

@@ -117,6 +117,36 @@ test("non-contiguous input, partial requires_grad, accumulation", function()
   expect(not z.requires_grad)
 end)
 
+-- The direct kernel (engine/nn_conv_direct.c) takes stride-1, unpadded
+-- convs with rows of >= 16 outputs and <= 32 output channels; padding 1
+-- sends the same conv through im2col, whose interior is the unpadded result.
+test("direct kernel equals the im2col path: forward and every gradient", function()
+  fmd.manual_seed(15)
+  local cases = {   -- x shape, w shape, bias
+    {{2, 3, 20, 22}, {6, 3, 7, 7}, true},     -- OW 16: one tile
+    {{1, 1, 5, 33}, {1, 1, 3, 3}, false},     -- OW 31: a shifted last tile
+    {{3, 6, 9, 50}, {13, 6, 3, 5}, true},     -- OW 46: 32 + 14, blocks of 6, 6, 1
+    {{2, 16, 8, 40}, {32, 16, 2, 7}, true},   -- the largest O taken
+    {{1, 2, 4, 100}, {5, 2, 1, 3}, false},    -- a 1-row kernel
+  }
+  for i, c in ipairs(cases) do
+    local x, w = fmd.randn(c[1]), fmd.randn(c[2]) * 0.3
+    local b = c[3] and fmd.randn(c[2][1]) or nil
+    local leaves = b and {x, w, b} or {x, w}
+    for _, t in ipairs(leaves) do t.requires_grad = true end
+    local y = fmd.conv2d(x, w, b, 1, 1, 0, 0, 1, 1, 1)
+    local r = fmd.randn(y:size())
+    ;(y * r):sum():backward()
+    local got = {}
+    for k, t in ipairs(leaves) do got[k] = t.grad:clone(); t.grad = nil end
+    local OH, OW = y:size(3), y:size(4)
+    local ref = fmd.conv2d(x, w, b, 1, 1, 1, 1, 1, 1, 1):narrow(3, 2, OH):narrow(4, 2, OW)
+    expect_near(y, ref, 1e-4, "case " .. i .. " forward")
+    ;(ref * r):sum():backward()
+    for k, t in ipairs(leaves) do expect_near(got[k], t.grad, 1e-3, "case " .. i .. " grad " .. k) end
+  end
+end)
+
 test("batch 1 and batch 3 agree with batch-parallel results", function()
   fmd.manual_seed(14)
   local x, w, b = fmd.randn(3, 8, 9, 9), fmd.randn(16, 8, 3, 3), fmd.randn(16)
