@@ -241,7 +241,18 @@ void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc);
 
-/* ------------------------------------------- conv kernels (engine-internal) */
+/* ------------------------------------------------------ engine-internal */
+/* Hot loops are also compiled for AVX2+FMA (x86-64-v3) and, where wide
+ * vectors pay, AVX-512 (v4), picked at load time: the build itself targets
+ * x86-64-v2 so that one binary runs everywhere. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FMD_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define FMD_SIMD_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FMD_SIMD_CLONES
+#define FMD_SIMD_CLONES_V4
+#endif
+
 /* direct conv2d, stride 1, no padding, dilation 1, groups 1
  * (nn_conv_direct.c): x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL,
  * y (N,O,H-KH+1,W-KW+1) written whole */
@@ -258,6 +269,10 @@ void fmd_conv_direct_run(const fmd_conv_direct *d);   /* split over the pool */
  * gx (N,C,OH+KH-1,OW+KW-1) written whole; -1 when out of memory */
 int fmd_conv_direct_input_grad(int64_t N, int64_t C, int64_t O, int64_t OH, int64_t OW, int64_t KH, int64_t KW,
                                const float *gy, const float *w, float *gx);
+/* and for the weights: x (N,C,H,W), gy (N,O,H-KH+1,W-KW+1) -> gw (O,C,KH,KW)
+ * and gb (O) or NULL, written whole; -1 when out of memory */
+int fmd_conv_direct_weight_grad(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
+                                const float *x, const float *gy, float *gw, float *gb);
 
 /* ------------------------------------------------------------- image IO */
 /* Decodes a PNG or JPEG (chosen by content) into a new 3 x H x W tensor in

@@ -3,7 +3,7 @@
  * x is (N,C,H,W), w is (O, C/groups, KH, KW), b is (O) or NULL; the output
  * is (N,O,OH,OW) with OH = (H + 2ph - dh*(KH-1) - 1) / sh + 1 (same for W).
  *
- * Three kernels:
+ * Four kernels:
  *  - general: per sample, group and tile of output pixels, im2col into a
  *    per-thread scratch buffer (rows = (c, kh, kw), columns = pixels of the
  *    tile) and one GEMM (O/g x C/g*KH*KW) @ (C/g*KH*KW x tile) straight into
@@ -15,6 +15,9 @@
  *    long axpy per tap over a zero-padded copy of the plane; otherwise one
  *    per output row); im2col+GEMM would be ~10x slower because the GEMM has
  *    K = KH*KW.
+ *  - direct (nn_conv_direct.c; stride 1, pad 0, groups 1, O <= 32, output
+ *    rows >= 16 pixels: SimpleNet's convs): register tiles of output channels
+ *    x pixels, no im2col; it makes the output and both gradients.
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
@@ -27,13 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* inner loops are compiled twice (AVX2+FMA and baseline), picked at load
- * time, since the build targets x86-64-v2 for portability */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FMD_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FMD_SIMD_CLONES
-#endif
 /* keep GCC from turning short copy loops back into libc calls */
 #if defined(__GNUC__) && !defined(__clang__)
 #define FMD_INLINE_COPIES __attribute__((optimize("no-tree-loop-distribute-patterns")))
@@ -592,9 +588,10 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     /* stride-1 depthwise sets every gx element before adding to it, and a
        pointwise conv's GEMM (beta 0) writes all of gx: no zero-fill first */
     int direct_gx = need_x && direct_ok(g) && fmd_conv_direct_ok(g->C, g->OW + 2 * (g->KW - 1), g->KW, 1);
+    int direct_gw = need_w && direct_ok(g);   /* writes gw (and gb) whole */
     int gx_set = (g->depthwise && g->sh == 1 && g->sw == 1) || g->pointwise || direct_gx;
     if (need_x && !(gx = gx_set ? fmd_empty(4, x->shape) : fmd_zeros(4, x->shape))) goto done;
-    if (need_w && !(gw = fmd_zeros(4, wshape))) goto done;
+    if (need_w && !(gw = direct_gw ? fmd_empty(4, wshape) : fmd_zeros(4, wshape))) goto done;
     if (need_b && !(gb = fmd_zeros(1, &g->O))) goto done;
     j.x = xs ? fmd_data(xs) : NULL; j.w = fmd_data(ws); j.gy = fmd_data(gy);
     j.gx = gx ? fmd_data(gx) : NULL;
@@ -603,20 +600,27 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
         j.gb = gb ? fmd_data(gb) : NULL;
         fmd_parallel(dw_bwd_task, &j);
     } else {
-        if (direct_gx) {   /* gx by the direct kernel; the GEMM pass below then makes gw and gb only */
+        /* what the direct kernels make, the GEMM pass below skips */
+        if (direct_gx) {
             if (fmd_conv_direct_input_grad(g->N, g->C, g->O, g->OH, g->OW, g->KH, g->KW, j.gy, j.w, j.gx)) goto done;
             j.gx = NULL;
         }
+        if (direct_gw) {
+            if (fmd_conv_direct_weight_grad(g->N, g->C, g->H, g->W, g->O, g->KH, g->KW, j.x, j.gy, fmd_data(gw),
+                                            gb ? fmd_data(gb) : NULL))
+                goto done;
+        }
+        fmd_tensor *ggw = direct_gw ? NULL : gw, *ggb = direct_gw ? NULL : gb;   /* left to GEMM */
         int bp = batch_parallel(g->N);
         j.nparts = bp ? fmd_get_num_threads() : 1;
-        if ((gw || gb) && j.nparts > 1) {   /* per-thread partial sums, reduced below */
+        if ((ggw || ggb) && j.nparts > 1) {   /* per-thread partial sums, reduced below */
             parts = calloc((size_t)j.nparts * (size_t)(g->O * g->Kc + g->O), sizeof *parts);
             if (!parts) { fmd_fail("conv2d backward: out of memory for weight-gradient partials"); goto done; }
-            j.gw = gw ? parts : NULL;
-            j.gb = gb ? parts + (size_t)j.nparts * g->O * g->Kc : NULL;
+            j.gw = ggw ? parts : NULL;
+            j.gb = ggb ? parts + (size_t)j.nparts * g->O * g->Kc : NULL;
         } else {
-            j.gw = gw ? fmd_data(gw) : NULL;
-            j.gb = gb ? fmd_data(gb) : NULL;
+            j.gw = ggw ? fmd_data(ggw) : NULL;
+            j.gb = ggb ? fmd_data(ggb) : NULL;
         }
         if (j.gx || j.gw || j.gb) {
             if (bp) fmd_parallel(bwd_task, &j);
@@ -624,13 +628,13 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
         }
         if (parts) {
             for (int p = 0; p < j.nparts; p++) {
-                if (gw) {
-                    float *d = fmd_data(gw);
+                if (ggw) {
+                    float *d = fmd_data(ggw);
                     const float *s = parts + (size_t)p * g->O * g->Kc;
                     for (int64_t i = 0; i < g->O * g->Kc; i++) d[i] += s[i];
                 }
-                if (gb) {
-                    float *d = fmd_data(gb);
+                if (ggb) {
+                    float *d = fmd_data(ggb);
                     const float *s = j.gb + (size_t)p * g->O;
                     for (int64_t i = 0; i < g->O; i++) d[i] += s[i];
                 }

@@ -10,7 +10,9 @@
  *
  * Forward is a correlation of x with w; the input gradient is the
  * correlation of gy, zero-padded by KH-1 / KW-1, with w flipped and
- * transposed (O and C swapped), so the same kernel serves both.
+ * transposed (O and C swapped), so the same kernel serves both. The weight
+ * gradient has its own tile (bottom of the file): lane-wise sums of gy * x
+ * per (output channel, tap), reduced once per chunk of rows.
  *
  * Stride 1, dilation 1, groups 1, output rows of at least 16 pixels only
  * (fmd_conv_direct_ok); the last tile of a row is shifted left to end at
@@ -26,18 +28,13 @@
 /* the vector helpers below are always inlined, never called across an ABI */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define DIRECT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DIRECT_CLONES
-#endif
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 typedef float v16 __attribute__((vector_size(64)));
 enum { OBMAX = 6 };   /* output channels per tile: 12 accumulators at U = 2 */
 
 ALWAYS_INLINE v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
-ALWAYS_INLINE void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+ALWAYS_INLINE void store16(float *p, const v16 *v) { memcpy(p, v, sizeof *v); }
 
 /* y[ob][0..16U) = bias[ob] + sum_c,kh,kw w[ob][c][kh][kw] * x[c][kh][kw + 0..16U)
  * x points at (0, row, col) of a (C,H,W) plane stack with row stride W and
@@ -63,7 +60,7 @@ ALWAYS_INLINE void direct_tile(const float *x, int64_t C, int64_t W, int64_t HW,
             }
         }
     for (int ob = 0; ob < OB; ob++)
-        for (int u = 0; u < U; u++) store16(y + ob * OHW + 16 * u, acc[ob][u]);
+        for (int u = 0; u < U; u++) store16(y + ob * OHW + 16 * u, &acc[ob][u]);
 }
 
 #define TILE_CASES(U)                                                                                           \
@@ -77,7 +74,7 @@ ALWAYS_INLINE void direct_tile(const float *x, int64_t C, int64_t W, int64_t HW,
     }
 
 /* output rows [r0, r1) of the flattened (N, OH) rows */
-DIRECT_CLONES
+FMD_SIMD_CLONES_V4
 static void direct_rows(const fmd_conv_direct *d, int64_t r0, int64_t r1, int wide) {
     const int64_t C = d->C, H = d->H, W = d->W, O = d->O, KH = d->KH, KW = d->KW;
     const int64_t OH = H - KH + 1, OW = W - KW + 1, HW = H * W, OHW = OH * OW, Kc = C * KH * KW;
@@ -171,5 +168,147 @@ int fmd_conv_direct_input_grad(int64_t N, int64_t C, int64_t O, int64_t OH, int6
     fmd_conv_direct d = {N, O, Hp, Wp, C, KH, KW, pad, wt, NULL, gx};
     fmd_conv_direct_run(&d);
     free(pad); free(wt);
+    return 0;
+}
+
+/* ------------------------------------------------------ weight gradient */
+/* gw[o][c][kh][kw] = sum over n, oy, ox of gy[n][o][oy][ox] * x[n][c][oy+kh][ox+kw].
+ * A tile holds OB output channels x KB taps (kw0..kw0+KB) as lane-wise sums
+ * in vector registers while it runs along the rows of a chunk; one gy load
+ * serves KB taps and one x load OB channels. The last 16 pixels of a row
+ * start at OW-16 with the lanes already counted masked to zero. */
+enum { GOBMAX = 4, GKBMAX = 7 };   /* 28 accumulators of the 32 AVX-512 registers */
+
+ALWAYS_INLINE float hsum16(const v16 *v) {
+    float s = 0.0f;
+    for (int i = 0; i < 16; i++) s += (*v)[i];
+    return s;
+}
+
+/* rows rows of gy (at channel o0, row stride OW, plane stride OHW) against x
+ * (at channel c, row kh, tap kw0; row stride W); sums added to gw at (o0, c,
+ * kh, kw0) with channel stride Kc */
+ALWAYS_INLINE void wgrad_tile(const float *gy, int64_t OW, int64_t OHW, const float *x, int64_t W, int64_t rows,
+                              const v16 *tail_mask, float *gw, int64_t Kc, const int OB, const int KB) {
+    const v16 mask = *tail_mask;
+    v16 acc[GOBMAX][GKBMAX];
+    for (int ob = 0; ob < OB; ob++)
+        for (int k = 0; k < KB; k++) acc[ob][k] = (v16){0};
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = gy + r * OW, *xr = x + r * W;
+        for (int64_t ox = 0; ox < OW; ox += 16) {
+            const int tail = ox + 16 > OW;
+            const int64_t at = tail ? OW - 16 : ox;
+            v16 g[GOBMAX];
+            for (int ob = 0; ob < OB; ob++) {
+                g[ob] = load16(gr + ob * OHW + at);
+                if (tail) g[ob] *= mask;
+            }
+            for (int k = 0; k < KB; k++) {
+                const v16 in = load16(xr + at + k);
+                for (int ob = 0; ob < OB; ob++) acc[ob][k] += g[ob] * in;
+            }
+        }
+    }
+    for (int ob = 0; ob < OB; ob++)
+        for (int k = 0; k < KB; k++) gw[ob * Kc + k] += hsum16(&acc[ob][k]);
+}
+
+#define WGRAD_KB(OB)                                                                                            \
+    switch (kb) {                                                                                               \
+    case 7: wgrad_tile(gyo, OW, OHW, xk, W, rows, &mask, gwk, Kc, OB, 7); break;                                 \
+    case 5: wgrad_tile(gyo, OW, OHW, xk, W, rows, &mask, gwk, Kc, OB, 5); break;                                 \
+    case 3: wgrad_tile(gyo, OW, OHW, xk, W, rows, &mask, gwk, Kc, OB, 3); break;                                 \
+    default: wgrad_tile(gyo, OW, OHW, xk, W, rows, &mask, gwk, Kc, OB, 1); break;                                \
+    }
+
+typedef struct {
+    const fmd_conv_direct *d;   /* x, w unused: y is gy */
+    float *parts;               /* nth x (O*Kc + O): partial gw then gb per thread */
+} wgrad_job;
+
+FMD_SIMD_CLONES_V4
+static void wgrad_rows(const fmd_conv_direct *d, int64_t r0, int64_t r1, float *gw, float *gb) {
+    const int64_t C = d->C, H = d->H, W = d->W, O = d->O, KH = d->KH, KW = d->KW;
+    const int64_t OH = H - KH + 1, OW = W - KW + 1, HW = H * W, OHW = OH * OW, Kc = C * KH * KW;
+    const int obmax = wide_tiles() ? GOBMAX : 1;   /* AVX2 has 16 registers, not 32 */
+    v16 mask;
+    for (int i = 0; i < 16; i++) mask[i] = i >= 16 - OW % 16 ? 1.0f : 0.0f;
+    /* rows per chunk: its gy and x rows stay in L2 (about 512 KB) while every tile reads them */
+    const int64_t row_bytes = (O * OW + C * W) * (int64_t)sizeof(float);
+    const int64_t chunk = 512 * 1024 / row_bytes > 1 ? 512 * 1024 / row_bytes : 1;
+    for (int64_t r = r0; r < r1;) {
+        const int64_t n = r / OH, oy = r % OH;
+        int64_t rows = OH - oy < r1 - r ? OH - oy : r1 - r;
+        if (rows > chunk) rows = chunk;
+        const float *gyr = d->y + n * O * OHW + oy * OW;   /* y carries gy here */
+        const float *xr = d->x + n * C * HW + oy * W;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t kh = 0; kh < KH; kh++)
+                for (int64_t o0 = 0; o0 < O; o0 += obmax) {
+                    const int ob = (int)(O - o0 < obmax ? O - o0 : obmax);
+                    const float *gyo = gyr + o0 * OHW;
+                    for (int64_t kw0 = 0; kw0 < KW;) {
+                        const int64_t left = KW - kw0;
+                        const int kb = left >= 7 ? 7 : left >= 5 ? 5 : left >= 3 ? 3 : 1;
+                        const float *xk = xr + c * HW + kh * W + kw0;
+                        float *gwk = gw + o0 * Kc + (c * KH + kh) * KW + kw0;
+                        switch (ob) {
+                        case 4: WGRAD_KB(4) break;
+                        case 3: WGRAD_KB(3) break;
+                        case 2: WGRAD_KB(2) break;
+                        default: WGRAD_KB(1) break;
+                        }
+                        kw0 += kb;
+                    }
+                }
+        if (gb)
+            for (int64_t o = 0; o < O; o++) {
+                v16 s = {0};
+                for (int64_t i = 0; i < rows; i++) {
+                    const float *g = gyr + o * OHW + i * OW;
+                    for (int64_t ox = 0; ox < OW; ox += 16)
+                        s += ox + 16 > OW ? load16(g + OW - 16) * mask : load16(g + ox);
+                }
+                gb[o] += hsum16(&s);
+            }
+        r += rows;
+    }
+}
+
+static void wgrad_task(void *p, int ith, int nth) {
+    const wgrad_job *j = p;
+    const fmd_conv_direct *d = j->d;
+    const int64_t size = d->O * d->C * d->KH * d->KW + d->O;
+    float *part = j->parts + ith * size;
+    int64_t b, e;
+    fmd_split(d->N * (d->H - d->KH + 1), ith, nth, &b, &e);
+    if (b < e) wgrad_rows(d, b, e, part, part + size - d->O);
+}
+
+// x (N,C,H,W), gy (N,O,H-KH+1,W-KW+1) -> gw (O,C,KH,KW) and gb (O) or NULL,
+// both written whole; -1 when out of memory
+int fmd_conv_direct_weight_grad(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
+                                const float *x, const float *gy, float *gw, float *gb) {
+    const int nth = fmd_get_num_threads();
+    const int64_t wsize = O * C * KH * KW, size = wsize + O;
+    float *parts = calloc((size_t)(nth * size), sizeof *parts);   /* a part no thread ran stays zero */
+    if (!parts) return fmd_fail("conv2d backward: out of memory for the weight gradient's partial sums");
+    fmd_conv_direct d = {N, C, H, W, O, KH, KW, x, NULL, NULL, (float *)gy};
+    wgrad_job j = {&d, parts};
+    wide_tiles();
+    fmd_parallel_n(wgrad_task, &j, nth);
+    for (int64_t i = 0; i < wsize; i++) {   /* sum the threads' parts in a fixed order */
+        float s = 0.0f;
+        for (int t = 0; t < nth; t++) s += parts[t * size + i];
+        gw[i] = s;
+    }
+    if (gb)
+        for (int64_t o = 0; o < O; o++) {
+            float s = 0.0f;
+            for (int t = 0; t < nth; t++) s += parts[t * size + wsize + o];
+            gb[o] = s;
+        }
+    free(parts);
     return 0;
 }

@@ -9,13 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* see nn_conv.c: inner loops also compiled for AVX2+FMA, chosen at load */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FMD_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FMD_SIMD_CLONES
-#endif
-
 typedef struct {
     int64_t NC, H, W, OH, OW;
     int kh, kw, sh, sw, ph, pw;

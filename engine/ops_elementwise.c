@@ -17,12 +17,33 @@ typedef struct {
     float p;
 } flat_job;
 
+static float f_add(float a, float b, float p);
+static float f_mul(float a, float b, float p);
+static float f_adds(float a, float b, float p);
+static float f_muls(float a, float b, float p);
+static float f_relu(float a, float b, float p);
+
+/* the ops a network runs on every activation get loops without a call per
+ * element, which the compiler vectorises */
+FMD_SIMD_CLONES
+static void flat_range(const flat_job *j, int64_t b, int64_t e) {
+    float *restrict o = j->o;
+    const float *restrict a = j->a, *restrict y = j->b;
+    const float p = j->p;
+    if (j->f == f_relu) for (int64_t i = b; i < e; i++) o[i] = a[i] > 0 ? a[i] : 0;
+    else if (j->f == f_add && y) for (int64_t i = b; i < e; i++) o[i] = a[i] + y[i];
+    else if (j->f == f_mul && y) for (int64_t i = b; i < e; i++) o[i] = a[i] * y[i];
+    else if (j->f == f_adds) for (int64_t i = b; i < e; i++) o[i] = a[i] + p;
+    else if (j->f == f_muls) for (int64_t i = b; i < e; i++) o[i] = a[i] * p;
+    else if (y) for (int64_t i = b; i < e; i++) o[i] = j->f(a[i], y[i], p);
+    else for (int64_t i = b; i < e; i++) o[i] = j->f(a[i], 0, p);
+}
+
 static void flat_task(void *ctx, int ith, int nth) {
     flat_job *j = ctx;
     int64_t b, e;
     fmd_split(j->n, ith, nth, &b, &e);
-    if (j->b) for (int64_t i = b; i < e; i++) j->o[i] = j->f(j->a[i], j->b[i], j->p);
-    else for (int64_t i = b; i < e; i++) j->o[i] = j->f(j->a[i], 0, j->p);
+    flat_range(j, b, e);
 }
 
 static void strided_apply(float *o, const int64_t *os, const float *a, const int64_t *as, const float *b,
@@ -226,14 +247,27 @@ typedef struct {
     int64_t n; float *gi; const float *g, *a, *o; bin_fn d; float p, lo, hi; int clamp;
 } grad_job;
 
+FMD_SIMD_CLONES
+static void grad_range(const grad_job *j, int64_t b, int64_t e) {
+    float *restrict gi = j->gi;
+    const float *restrict g = j->g, *restrict a = j->a, *restrict o = j->o;
+    if (j->clamp)
+        for (int64_t i = b; i < e; i++) gi[i] = (a[i] >= j->lo && a[i] <= j->hi) ? g[i] : 0;
+    else if (j->d == d_relu)
+        for (int64_t i = b; i < e; i++) gi[i] = a[i] > 0 ? g[i] : 0;
+    else if (j->d == d_adds)
+        for (int64_t i = b; i < e; i++) gi[i] = g[i];
+    else if (j->d == d_muls)
+        for (int64_t i = b; i < e; i++) gi[i] = g[i] * j->p;
+    else
+        for (int64_t i = b; i < e; i++) gi[i] = g[i] * j->d(a[i], o ? o[i] : 0, j->p);
+}
+
 static void grad_task(void *ctx, int ith, int nth) {
     grad_job *j = ctx;
     int64_t b, e;
     fmd_split(j->n, ith, nth, &b, &e);
-    if (j->clamp)
-        for (int64_t i = b; i < e; i++) j->gi[i] = (j->a[i] >= j->lo && j->a[i] <= j->hi) ? j->g[i] : 0;
-    else
-        for (int64_t i = b; i < e; i++) j->gi[i] = j->g[i] * j->d(j->a[i], j->o ? j->o[i] : 0, j->p);
+    grad_range(j, b, e);
 }
 
 static int elem_backward(fmd_node *n, fmd_tensor *g) {

@@ -128,6 +128,9 @@ test("direct kernel equals the im2col path: forward and every gradient", functio
     {{3, 6, 9, 50}, {13, 6, 3, 5}, true},     -- OW 46: 32 + 14, blocks of 6, 6, 1
     {{2, 16, 8, 40}, {32, 16, 2, 7}, true},   -- the largest O taken
     {{1, 2, 4, 100}, {5, 2, 1, 3}, false},    -- a 1-row kernel
+    {{2, 3, 12, 40}, {4, 3, 2, 9}, true},     -- 9 taps a row: weight-gradient tiles of 7, 1, 1
+    {{1, 5, 6, 38}, {7, 5, 4, 6}, false},     -- 6 taps: 5, 1
+    {{1, 16, 16, 600}, {32, 16, 7, 7}, true}, -- wide rows: weight gradient in chunks of a few rows
   }
   for i, c in ipairs(cases) do
     local x, w = fmd.randn(c[1]), fmd.randn(c[2]) * 0.3
