@@ -106,37 +106,75 @@ static void valid_range(int64_t off, int s, int64_t in, int64_t out, int64_t *lo
  * branch-free select (vectorisable; a per-window branch mispredicts on
  * real data and cost ~5x). Each output still sees its window in PyTorch's
  * order (rows, then columns) with a strict >, so the first maximum wins
- * and NaN propagates, as in PyTorch. */
-// x plane (H,W) -> y plane (OH,OW) and the flat argmax of each window
+ * and NaN propagates, as in PyTorch. With stride s > 1 each input row is
+ * first split into s phases (phase p holds columns p, p+s, ...), so that a
+ * tap reads one phase contiguously instead of every s-th float. */
+// x plane (H,W) -> y plane (OH,OW) and, when idx is not NULL, the flat
+// argmax of each window; split holds s * ceil(W/s) floats, taps what
+// max_taps computed
 FMD_SIMD_CLONES
-static void max_plane(const pool_job *j, const float *restrict x, float *restrict y, int32_t *restrict idx) {
+static void max_plane(const pool_job *j, const float *restrict x, float *restrict y, int32_t *restrict idx,
+                      float *restrict split, const int64_t *restrict taps) {
     const int64_t W = j->W, OW = j->OW;
     const int s = j->sw;
+    const int64_t plen = (W + s - 1) / s;   /* length of a phase */
     for (int64_t oy = 0; oy < j->OH; oy++) {
         int64_t hs = oy * j->sh - j->ph, he = hs + j->kh;
         if (hs < 0) hs = 0;
         if (he > j->H) he = j->H;
         float *restrict m = y + oy * OW;
-        int32_t *restrict mi = idx + oy * OW;
-        for (int64_t ox = 0; ox < OW; ox++) {
-            int64_t ws = ox * s - j->pw;
-            m[ox] = -INFINITY;
-            mi[ox] = (int32_t)(hs * W + (ws < 0 ? 0 : ws));
-        }
+        int32_t *restrict mi = idx ? idx + oy * OW : NULL;
+        for (int64_t ox = 0; ox < OW; ox++) m[ox] = -INFINITY;
+        if (mi)
+            for (int64_t ox = 0; ox < OW; ox++) {
+                int64_t ws = ox * s - j->pw;
+                mi[ox] = (int32_t)(hs * W + (ws < 0 ? 0 : ws));
+            }
         for (int64_t iy = hs; iy < he; iy++) {
             const float *restrict row = x + iy * W;
+            if (s == 2) {   /* both phases in one pass the compiler vectorises */
+                float *restrict even = split, *restrict odd = split + plen;
+                for (int64_t i = 0; i < W / 2; i++) {
+                    even[i] = row[2 * i];
+                    odd[i] = row[2 * i + 1];
+                }
+                if (W % 2) even[W / 2] = row[W - 1];
+            }
+            else if (s > 2)
+                for (int p = 0; p < s; p++)
+                    for (int64_t i = 0; p + i * s < W; i++) split[p * plen + i] = row[p + i * s];
             for (int64_t kx = 0; kx < j->kw; kx++) {
-                int64_t off = kx - j->pw, lo, hi;
-                valid_range(off, s, W, OW, &lo, &hi);
-                const int32_t base = (int32_t)(iy * W + off);
-                for (int64_t ox = lo; ox < hi; ox++) {
-                    float v = row[ox * s + off];
-                    int take = (v > m[ox]) | (v != v);
-                    m[ox] = take ? v : m[ox];
-                    mi[ox] = take ? base + (int32_t)(ox * s) : mi[ox];
+                const int64_t off = kx - j->pw, lo = taps[4 * kx], hi = taps[4 * kx + 1];
+                const float *restrict ph = s > 1 ? split + taps[4 * kx + 2] * plen + taps[4 * kx + 3] : row + off;
+                if (mi) {
+                    const int32_t base = (int32_t)(iy * W + off);
+                    for (int64_t ox = lo; ox < hi; ox++) {
+                        float v = ph[ox];
+                        int take = (v > m[ox]) | (v != v);
+                        m[ox] = take ? v : m[ox];
+                        mi[ox] = take ? base + (int32_t)(ox * s) : mi[ox];
+                    }
+                } else {
+                    for (int64_t ox = lo; ox < hi; ox++) {
+                        float v = ph[ox];
+                        m[ox] = (v > m[ox]) | (v != v) ? v : m[ox];
+                    }
                 }
             }
         }
+    }
+}
+
+/* per kernel column kx: the outputs [lo, hi) whose input column lies in
+ * the row, and the phase p and shift q that hold input column ox*s + off
+ * (element ox + q of phase p); divisions done once, not per row */
+static void max_taps(const pool_job *j, int64_t *taps) {
+    const int s = j->sw;
+    for (int64_t kx = 0; kx < j->kw; kx++) {
+        const int64_t off = kx - j->pw, p = ((off % s) + s) % s;
+        valid_range(off, s, j->W, j->OW, &taps[4 * kx], &taps[4 * kx + 1]);
+        taps[4 * kx + 2] = p;
+        taps[4 * kx + 3] = (off - p) / s;
     }
 }
 
@@ -144,8 +182,18 @@ static void max_fwd_task(void *p, int ith, int nth) {
     pool_job *j = p;
     int64_t b, e;
     fmd_split(j->NC, ith, nth, &b, &e);
-    for (int64_t pl = b; pl < e; pl++)
-        max_plane(j, j->x + pl * j->H * j->W, j->y + pl * j->OH * j->OW, j->idx + pl * j->OH * j->OW);
+    if (b >= e) return;
+    const int64_t on = j->OH * j->OW, plen = (j->W + j->sw - 1) / j->sw;
+    float *split = malloc((size_t)(j->sw * plen) * sizeof *split);
+    int64_t *taps = malloc((size_t)(4 * j->kw) * sizeof *taps);
+    if (split && taps) {
+        max_taps(j, taps);
+        for (int64_t pl = b; pl < e; pl++)
+            max_plane(j, j->x + pl * j->H * j->W, j->y + pl * on, j->idx ? j->idx + pl * on : NULL, split, taps);
+    } else {
+        j->failed = 1;
+    }
+    free(split); free(taps);
 }
 
 // gy plane (OH,OW) routed to the argmax positions of gx plane (H,W)
@@ -170,8 +218,9 @@ fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph
     if (window_geometry("max_pool2d", x, kh, kw, sh, sw, ph, pw, &j)) return NULL;
     int64_t shape[4] = {x->shape[0], x->shape[1], j.OH, j.OW};
     fmd_tensor *xc = contiguous_nograd(x), *y = xc ? fmd_empty(4, shape) : NULL;
-    int32_t *idx = y ? malloc((size_t)(j.NC * j.OH * j.OW) * sizeof *idx + 1) : NULL;
-    if (!idx) {
+    const int grad = fmd_needs_grad(1, &x);   /* the argmax is kept only for a backward */
+    int32_t *idx = y && grad ? malloc((size_t)(j.NC * j.OH * j.OW) * sizeof *idx + 1) : NULL;
+    if (!y || (grad && !idx)) {
         if (y) fmd_fail("max_pool2d: out of memory for the argmax indices");
         fmd_release(xc); fmd_release(y);
         return NULL;
@@ -179,7 +228,8 @@ fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph
     j.x = fmd_data(xc); j.y = fmd_data(y); j.idx = idx;
     run_planes(max_fwd_task, &j);
     fmd_release(xc);
-    if (!fmd_needs_grad(1, &x)) { free(idx); return y; }
+    if (j.failed) { free(idx); fmd_release(y); return fmd_fail_null("max_pool2d: out of memory for a row buffer"); }
+    if (!grad) return y;
     fmd_node *n = fmd_node_new("max_pool2d", max_pool_backward, 1, &x);
     if (!n) { free(idx); fmd_release(y); return NULL; }
     geometry_to_node(n, &j);

@@ -117,6 +117,26 @@ test("non-contiguous input, partial requires_grad, accumulation", function()
   expect(not z.requires_grad)
 end)
 
+test("max_pool2d without a graph equals the one that keeps its argmax (strides 1-3, ties, NaN)", function()
+  fmd.manual_seed(16)
+  local v = {}
+  for i = 1, 2 * 3 * 11 * 13 do v[i] = math.random(0, 3) end   -- many ties
+  v[100] = 0 / 0
+  local x = fmd.tensor(v):reshape(2, 3, 11, 13)
+  local nan = 0
+  for _, g in ipairs({{3, 3, 2, 2, 1, 1}, {3, 3, 1, 1, 1, 1}, {2, 3, 3, 3, 1, 1}, {4, 2, 2, 3, 0, 1}}) do
+    local plain = fmd.max_pool2d(x, table.unpack(g))
+    local xg = x:clone(); xg.requires_grad = true
+    local kept = fmd.max_pool2d(xg, table.unpack(g))
+    local a, b = plain:reshape(plain:numel()):totable(), kept:detach():reshape(plain:numel()):totable()
+    for i = 1, #a do
+      expect(a[i] == b[i] or (a[i] ~= a[i] and b[i] ~= b[i]), "geometry " .. table.concat(g, ",") .. " at " .. i)
+      if a[i] ~= a[i] then nan = nan + 1 end
+    end
+  end
+  expect(nan >= 3, "the NaN reaches the outputs whose windows hold it")
+end)
+
 -- The direct kernel (engine/nn_conv_direct.c) takes stride-1, unpadded
 -- convs with rows of >= 16 outputs and <= 32 output channels; padding 1
 -- sends the same conv through im2col, whose interior is the unpadded result.
