@@ -38,6 +38,54 @@ static fmd_tensor *plain_contiguous(fmd_tensor *t) {
     return c;
 }
 
+/* Per-plane sums in 16 float lanes (vectorised, also in AVX2), each plane's
+ * total then added in double: a plane has at most a few 10^4 values, so the
+ * lanes stay accurate while the channel total over N planes does not drift */
+FMD_SIMD_CLONES
+static double plane_sum(const float *restrict x, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += x[i + k];
+    double s = 0;
+    for (; i < n; i++) s += x[i];
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+// sum of (x - mean)^2 over a plane
+FMD_SIMD_CLONES
+static double plane_sqdev(const float *restrict x, int64_t n, float mean) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) { float d = x[i + k] - mean; acc[k] += d * d; }
+    double s = 0;
+    for (; i < n; i++) { double d = x[i] - mean; s += d * d; }
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+// *sg += sum gy, *sgx += sum gy * (x - mean) over a plane
+FMD_SIMD_CLONES
+static void plane_gsums(const float *restrict gy, const float *restrict x, int64_t n, float mean, double *sg,
+                        double *sgx) {
+    float a[16] = {0}, b[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) { a[k] += gy[i + k]; b[k] += gy[i + k] * (x[i + k] - mean); }
+    double s = 0, t = 0;
+    for (; i < n; i++) { s += gy[i]; t += (double)gy[i] * (x[i] - mean); }
+    for (int k = 0; k < 16; k++) { s += a[k]; t += b[k]; }
+    *sg += s; *sgx += t;
+}
+
+// y = x * a + b over a plane
+FMD_SIMD_CLONES
+static void plane_affine(const float *restrict x, float *restrict y, int64_t n, float a, float b) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
+}
+
 /* ----------------------------------------------------------------- forward */
 typedef struct {
     const bn_ctx *g;
@@ -56,15 +104,9 @@ static void bn_fwd_task(void *p, int ith, int nth) {
         double mean, invstd;
         if (g->training) {
             double s = 0, ss = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = j->x + (n * C + c) * S;
-                for (int64_t i = 0; i < S; i++) s += xp[i];
-            }
+            for (int64_t n = 0; n < N; n++) s += plane_sum(j->x + (n * C + c) * S, S);
             mean = s / (double)M;
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = j->x + (n * C + c) * S;
-                for (int64_t i = 0; i < S; i++) { double d = xp[i] - mean; ss += d * d; }
-            }
+            for (int64_t n = 0; n < N; n++) ss += plane_sqdev(j->x + (n * C + c) * S, S, (float)mean);
             double var = ss / (double)M;
             invstd = 1.0 / sqrt(var + j->eps);
             if (j->rmean) {
@@ -84,11 +126,7 @@ static void bn_fwd_task(void *p, int ith, int nth) {
         /* y = x * a + shift with a = invstd * w, shift = b - mean * a */
         double a = invstd * (j->weight ? vec_at(j->weight, c) : 1.0f);
         float af = (float)a, shift = (float)((j->bias ? vec_at(j->bias, c) : 0.0f) - mean * a);
-        for (int64_t n = 0; n < N; n++) {
-            const float *xp = j->x + (n * C + c) * S;
-            float *yp = j->y + (n * C + c) * S;
-            for (int64_t i = 0; i < S; i++) yp[i] = xp[i] * af + shift;
-        }
+        for (int64_t n = 0; n < N; n++) plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift);
     }
 }
 
@@ -100,6 +138,13 @@ typedef struct {
     float *gx, *gw, *gb;   /* any may be NULL */
 } bn_bwd_job;
 
+// gx = k (gy - mg - (x - mean) cx) over a plane
+FMD_SIMD_CLONES
+static void plane_gx(const float *restrict gy, const float *restrict x, float *restrict gx, int64_t n, float k,
+                     float mg, float mean, float cx) {
+    for (int64_t i = 0; i < n; i++) gx[i] = k * (gy[i] - mg - (x[i] - mean) * cx);
+}
+
 static void bn_bwd_task(void *p, int ith, int nth) {
     bn_bwd_job *j = p;
     const bn_ctx *g = j->g;
@@ -108,10 +153,7 @@ static void bn_bwd_task(void *p, int ith, int nth) {
     for (int64_t c = c0; c < c1; c++) {
         float mean = g->mean[c], invstd = g->invstd[c];
         double sg = 0, sgx = 0;   /* sum gy, sum gy * (x - mean) */
-        for (int64_t n = 0; n < N; n++) {
-            const float *xp = j->x + (n * C + c) * S, *gp = j->gy + (n * C + c) * S;
-            for (int64_t i = 0; i < S; i++) { sg += gp[i]; sgx += (double)gp[i] * (xp[i] - mean); }
-        }
+        for (int64_t n = 0; n < N; n++) plane_gsums(j->gy + (n * C + c) * S, j->x + (n * C + c) * S, S, mean, &sg, &sgx);
         if (j->gb) j->gb[c] = (float)sg;
         if (j->gw) j->gw[c] = (float)(sgx * invstd);
         if (!j->gx) continue;
@@ -120,17 +162,10 @@ static void bn_bwd_task(void *p, int ith, int nth) {
         if (g->training) {
             /* gx = k (gy - sg/M - (x - mean) invstd^2 sgx/M) */
             float mg = (float)(sg / (double)M), cx = (float)(sgx / (double)M * invstd * invstd);
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = j->x + (n * C + c) * S, *gp = j->gy + (n * C + c) * S;
-                float *op = j->gx + (n * C + c) * S;
-                for (int64_t i = 0; i < S; i++) op[i] = k * (gp[i] - mg - (xp[i] - mean) * cx);
-            }
+            for (int64_t n = 0; n < N; n++)
+                plane_gx(j->gy + (n * C + c) * S, j->x + (n * C + c) * S, j->gx + (n * C + c) * S, S, k, mg, mean, cx);
         } else {
-            for (int64_t n = 0; n < N; n++) {
-                const float *gp = j->gy + (n * C + c) * S;
-                float *op = j->gx + (n * C + c) * S;
-                for (int64_t i = 0; i < S; i++) op[i] = k * gp[i];
-            }
+            for (int64_t n = 0; n < N; n++) plane_affine(j->gy + (n * C + c) * S, j->gx + (n * C + c) * S, S, k, 0.0f);
         }
     }
 }
