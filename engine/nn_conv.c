@@ -15,9 +15,11 @@
  *    long axpy per tap over a zero-padded copy of the plane; otherwise one
  *    per output row); im2col+GEMM would be ~10x slower because the GEMM has
  *    K = KH*KW.
- *  - direct (nn_conv_direct.c; stride 1, pad 0, groups 1, O <= 32, output
- *    rows >= 16 pixels: SimpleNet's convs): register tiles of output channels
- *    x pixels, no im2col; it makes the output and both gradients.
+ *  - direct (nn_conv_direct.c; stride 1, pad 0, groups 1, not 1x1, O <= 64,
+ *    output rows >= 16 pixels: SimpleNet's convs and Xception's second):
+ *    register tiles of output channels x pixels, no im2col. It makes the
+ *    output, the input gradient when C <= 64 too, and the weight gradient
+ *    when O <= 32 (beyond that im2col+GEMM was faster).
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
@@ -588,7 +590,8 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
     /* stride-1 depthwise sets every gx element before adding to it, and a
        pointwise conv's GEMM (beta 0) writes all of gx: no zero-fill first */
     int direct_gx = need_x && direct_ok(g) && fmd_conv_direct_ok(g->C, g->OW + 2 * (g->KW - 1), g->KW, 1);
-    int direct_gw = need_w && direct_ok(g);   /* writes gw (and gb) whole */
+    /* the weight-gradient tile beats im2col+GEMM only up to 32 output channels (measured) */
+    int direct_gw = need_w && direct_ok(g) && g->O <= 32;   /* writes gw (and gb) whole */
     int gx_set = (g->depthwise && g->sh == 1 && g->sw == 1) || g->pointwise || direct_gx;
     if (need_x && !(gx = gx_set ? fmd_empty(4, x->shape) : fmd_zeros(4, x->shape))) goto done;
     if (need_w && !(gw = direct_gw ? fmd_empty(4, wshape) : fmd_zeros(4, wshape))) goto done;

@@ -118,7 +118,7 @@ static void direct_task(void *p, int ith, int nth) {
 }
 
 int fmd_conv_direct_ok(int64_t O, int64_t W, int64_t KW, int unit_geometry) {
-    return unit_geometry && O <= 32 && W - KW + 1 >= 16;
+    return unit_geometry && O <= 64 && W - KW + 1 >= 16;
 }
 
 // x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,H-KH+1,W-KW+1)

@@ -138,7 +138,7 @@ test("max_pool2d without a graph equals the one that keeps its argmax (strides 1
 end)
 
 -- The direct kernel (engine/nn_conv_direct.c) takes stride-1, unpadded
--- convs with rows of >= 16 outputs and <= 32 output channels; padding 1
+-- convs with rows of >= 16 outputs and <= 64 output channels; padding 1
 -- sends the same conv through im2col, whose interior is the unpadded result.
 test("direct kernel equals the im2col path: forward and every gradient", function()
   fmd.manual_seed(15)
@@ -146,7 +146,8 @@ test("direct kernel equals the im2col path: forward and every gradient", functio
     {{2, 3, 20, 22}, {6, 3, 7, 7}, true},     -- OW 16: one tile
     {{1, 1, 5, 33}, {1, 1, 3, 3}, false},     -- OW 31: a shifted last tile
     {{3, 6, 9, 50}, {13, 6, 3, 5}, true},     -- OW 46: 32 + 14, blocks of 6, 6, 1
-    {{2, 16, 8, 40}, {32, 16, 2, 7}, true},   -- the largest O taken
+    {{2, 16, 8, 40}, {32, 16, 2, 7}, true},   -- the largest O of the direct weight gradient
+    {{2, 32, 6, 21}, {64, 32, 3, 3}, false},  -- the largest O taken (Xception's conv2)
     {{1, 2, 4, 100}, {5, 2, 1, 3}, false},    -- a 1-row kernel
     {{2, 3, 12, 40}, {4, 3, 2, 9}, true},     -- 9 taps a row: weight-gradient tiles of 7, 1, 1
     {{1, 5, 6, 38}, {7, 5, 4, 6}, false},     -- 6 taps: 5, 1
