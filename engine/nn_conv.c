@@ -9,7 +9,8 @@
  *    tile) and one GEMM (O/g x C/g*KH*KW) @ (C/g*KH*KW x tile) straight into
  *    the output.
  *  - pointwise (1x1, stride 1, pad 0): the input plane already is the column
- *    matrix, so the GEMM reads x directly.
+ *    matrix, so the GEMM reads x directly; on planes of <= 128 pixels the
+ *    batch is regrouped into one (C, N*HW) matrix and one GEMM.
  *  - depthwise (C/groups == 1: each output channel reads one input channel):
  *    direct loops over kernel taps, each a vectorisable axpy (stride 1: one
  *    long axpy per tap over a zero-padded copy of the plane; otherwise one
@@ -524,6 +525,79 @@ static void dw_bwd_task(void *p, int ith, int nth) {
         }
 }
 
+/* ------------------------------------------- pointwise on small planes */
+/* A 1x1 conv on an 8x8 plane (Xception's exit flow) gives each sample's GEMM
+ * only 64 columns, too few for BLAS to run near its peak. There the batch is
+ * regrouped into one (C, N*HW) matrix and each product is a single GEMM
+ * split over the pool; the regrouping copies are small next to it. */
+enum { PW_BATCH_MAX_HW = 128 };
+
+static int pw_batched(const conv_geom *g) { return g->pointwise && g->groups == 1 && g->N > 1 && g->OHW <= PW_BATCH_MAX_HW; }
+
+typedef struct { const float *src; float *dst; int64_t A, B, S; } swap_job;
+
+static void swap_task(void *p, int ith, int nth) {   /* rows of dst split over threads */
+    const swap_job *j = p;
+    int64_t b, e;
+    fmd_split(j->A * j->B, ith, nth, &b, &e);
+    for (int64_t r = b; r < e; r++) {   /* dst row r = (b_, a_) reads src row (a_, b_) */
+        const int64_t bi = r / j->A, ai = r % j->A;
+        memcpy(j->dst + r * j->S, j->src + (ai * j->B + bi) * j->S, (size_t)j->S * sizeof(float));
+    }
+}
+
+// src (A,B,S) -> dst (B,A,S)
+static void swap01(const float *src, float *dst, int64_t A, int64_t B, int64_t S) {
+    swap_job j = {src, dst, A, B, S};
+    if (A * B * S >= (1 << 15)) fmd_parallel(swap_task, &j);
+    else swap_task(&j, 0, 1);
+}
+
+// x (N,C,HW), w (O,C), b (O) or NULL -> y (N,O,HW); -1 when out of memory
+static int pw_batched_fwd(const conv_geom *g, const float *x, const float *w, const float *b, float *y) {
+    const int64_t N = g->N, C = g->C, O = g->O, S = g->OHW, NS = N * S;
+    float *xt = malloc((size_t)(C * NS) * sizeof *xt), *yt = malloc((size_t)(O * NS) * sizeof *yt);
+    if (!xt || !yt) { free(xt); free(yt); return fmd_fail("conv2d: out of memory regrouping a 1x1 conv's batch"); }
+    swap01(x, xt, N, C, S);   /* (C, N*HW) */
+    if (b)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < NS; i++) yt[o * NS + i] = b[o];
+    fmd_sgemm(0, 0, O, NS, C, 1.0f, w, C, xt, NS, b ? 1.0f : 0.0f, yt, NS);
+    swap01(yt, y, O, N, S);
+    free(xt); free(yt);
+    return 0;
+}
+
+// gy (N,O,HW), x (N,C,HW) or NULL, w (O,C) -> gx (N,C,HW), gw (O,C), gb (O),
+// each written whole when not NULL; -1 when out of memory
+static int pw_batched_bwd(const conv_geom *g, const float *gy, const float *x, const float *w, float *gx, float *gw,
+                          float *gb) {
+    const int64_t N = g->N, C = g->C, O = g->O, S = g->OHW, NS = N * S;
+    float *gyt = malloc((size_t)(O * NS) * sizeof *gyt);
+    float *t = (gx || gw) ? malloc((size_t)(C * NS) * sizeof *t) : NULL;   /* x^T, then gx^T */
+    if (!gyt || ((gx || gw) && !t)) {
+        free(gyt); free(t);
+        return fmd_fail("conv2d backward: out of memory regrouping a 1x1 conv's batch");
+    }
+    swap01(gy, gyt, N, O, S);   /* (O, N*HW) */
+    if (gw) {                   /* gw (O,C) = gy^T (O,NS) @ x^T (C,NS)^T */
+        swap01(x, t, N, C, S);
+        fmd_sgemm(0, 1, O, C, NS, 1.0f, gyt, NS, t, NS, 0.0f, gw, C);
+    }
+    if (gx) {                   /* gx^T (C,NS) = w^T @ gy^T */
+        fmd_sgemm(1, 0, C, NS, O, 1.0f, w, C, gyt, NS, 0.0f, t, NS);
+        swap01(t, gx, C, N, S);
+    }
+    if (gb)
+        for (int64_t o = 0; o < O; o++) {
+            double s = 0;
+            for (int64_t i = 0; i < NS; i++) s += gyt[o * NS + i];
+            gb[o] = (float)s;
+        }
+    free(gyt); free(t);
+    return 0;
+}
+
 /* the direct kernel (nn_conv_direct.c) suits this conv */
 static int direct_ok(const conv_geom *g) {
     int unit = g->groups == 1 && !g->pointwise && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
@@ -602,6 +676,10 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
         j.gw = gw ? fmd_data(gw) : NULL;
         j.gb = gb ? fmd_data(gb) : NULL;
         fmd_parallel(dw_bwd_task, &j);
+    } else if (pw_batched(g)) {
+        if (pw_batched_bwd(g, j.gy, j.x, j.w, gx ? fmd_data(gx) : NULL, gw ? fmd_data(gw) : NULL,
+                           gb ? fmd_data(gb) : NULL))
+            goto done;
     } else {
         /* what the direct kernels make, the GEMM pass below skips */
         if (direct_gx) {
@@ -671,6 +749,8 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
         if (direct_ok(g)) {
             fmd_conv_direct d = {g->N, g->C, g->H, g->W, g->O, g->KH, g->KW, j.x, j.w, j.b, j.y};
             fmd_conv_direct_run(&d);
+        } else if (pw_batched(g)) {
+            if (pw_batched_fwd(g, j.x, j.w, j.b, j.y)) goto fail;
         } else if (g->depthwise) fmd_parallel(dw_fwd_task, &j);
         else if (batch_parallel(g->N)) fmd_parallel(fwd_task, &j);
         else for (int64_t n = 0; n < g->N && !j.failed; n++) fwd_sample(&j, n, 1);
