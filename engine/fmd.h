@@ -112,7 +112,6 @@ int fmd_same_shape(const fmd_tensor *a, const fmd_tensor *b);
 fmd_tensor *fmd_retain(fmd_tensor *t);
 void fmd_release(fmd_tensor *t);            /* NULL is fine */
 size_t fmd_bytes_in_use(void);              /* live storage bytes */
-void fmd_release_cached_memory(void);       /* free the cache of reusable big buffers */
 
 /* creation: shape has ndim entries, each >= 0 */
 fmd_tensor *fmd_empty(int ndim, const int64_t *shape);   /* uninitialised */

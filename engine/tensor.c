@@ -128,75 +128,15 @@ static atomic_size_t bytes_in_use;
 
 size_t fmd_bytes_in_use(void) { return atomic_load(&bytes_in_use); }
 
-/* Big buffers come from mmap and every fresh page costs a fault when first
- * touched; a training step allocates the same sizes every iteration. So
- * freed buffers of 1 MB or more are kept in a small cache and reused by the
- * next request of exactly the same size. */
-#define CACHE_SLOTS 512
-#define CACHE_MIN_BYTES ((size_t)1 << 20)
-static size_t cache_max_bytes;   /* 1/8 of physical memory */
-static struct { float *data; size_t bytes; uint64_t used; } cache[CACHE_SLOTS];
-static size_t cache_bytes;
-static uint64_t cache_clock;
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-
+/* Storage comes straight from malloc. The fmd program (bindings/main.c)
+ * tells glibc to keep freed memory in its heap, so the same sizes that every
+ * training step allocates again are served from pages already touched, not
+ * fresh ones that cost a page fault each; the heap coalesces freed chunks,
+ * which an exact-size cache of our own could not (it held 3 GB yet missed
+ * 1.5 GB per XceptionBased forward, and kept RSS higher). */
 static size_t storage_bytes(int64_t size) {
     size_t bytes = (size_t)(size > 0 ? size : 1) * sizeof(float);
     return (bytes + 63) & ~(size_t)63;   /* 64-byte alignment suits AVX kernels and BLAS */
-}
-
-static float *buffer_get(size_t bytes) {
-    if (bytes >= CACHE_MIN_BYTES) {
-        pthread_mutex_lock(&cache_mu);
-        for (int i = 0; i < CACHE_SLOTS; i++)
-            if (cache[i].data && cache[i].bytes == bytes) {
-                float *d = cache[i].data;
-                cache[i].data = NULL;
-                cache_bytes -= bytes;
-                pthread_mutex_unlock(&cache_mu);
-                return d;
-            }
-        pthread_mutex_unlock(&cache_mu);
-    }
-    return aligned_alloc(64, bytes);
-}
-
-static void buffer_put(float *d, size_t bytes) {
-    if (!cache_max_bytes) {
-        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-        cache_max_bytes = pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize / 8 : ((size_t)1 << 30);
-    }
-    if (bytes < CACHE_MIN_BYTES || bytes > cache_max_bytes / 4) { free(d); return; }
-    pthread_mutex_lock(&cache_mu);
-    /* make room: evict least recently cached buffers */
-    while (cache_bytes + bytes > cache_max_bytes) {
-        int old = -1;
-        for (int i = 0; i < CACHE_SLOTS; i++)
-            if (cache[i].data && (old < 0 || cache[i].used < cache[old].used)) old = i;
-        free(cache[old].data);
-        cache_bytes -= cache[old].bytes;
-        cache[old].data = NULL;
-    }
-    int slot = -1;
-    for (int i = 0; i < CACHE_SLOTS && slot < 0; i++) if (!cache[i].data) slot = i;
-    if (slot < 0) {   /* all slots full: replace the oldest */
-        slot = 0;
-        for (int i = 1; i < CACHE_SLOTS; i++) if (cache[i].used < cache[slot].used) slot = i;
-        free(cache[slot].data);
-        cache_bytes -= cache[slot].bytes;
-    }
-    cache[slot].data = d;
-    cache[slot].bytes = bytes;
-    cache[slot].used = ++cache_clock;
-    cache_bytes += bytes;
-    pthread_mutex_unlock(&cache_mu);
-}
-
-void fmd_release_cached_memory(void) {
-    pthread_mutex_lock(&cache_mu);
-    for (int i = 0; i < CACHE_SLOTS; i++) { free(cache[i].data); cache[i].data = NULL; }
-    cache_bytes = 0;
-    pthread_mutex_unlock(&cache_mu);
 }
 
 /* size elements, already checked by fmd_check_shape (<= 2^53); shape is
@@ -214,11 +154,7 @@ static fmd_storage *storage_new(int64_t size, int ndim, const int64_t *shape) {
     fmd_storage *s = malloc(sizeof *s);
     if (!s) return fmd_fail_null("out of memory allocating a storage");
     size_t bytes = storage_bytes(size);
-    s->data = buffer_get(bytes);
-    if (!s->data) {
-        fmd_release_cached_memory();
-        s->data = aligned_alloc(64, bytes);
-    }
+    s->data = aligned_alloc(64, bytes);
     if (!s->data) {
         free(s);
         return fmd_fail_null("out of memory allocating %lld floats (%.1f MB)", (long long)size, bytes / 1e6);
@@ -234,7 +170,7 @@ static void storage_release(fmd_storage *s) {
     if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
         size_t bytes = storage_bytes(s->size);
         atomic_fetch_sub(&bytes_in_use, bytes);
-        buffer_put(s->data, bytes);
+        free(s->data);
         free(s);
     }
 }
