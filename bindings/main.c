@@ -436,7 +436,7 @@ int main(int argc, char **argv) {
     /* Keep freed memory in the heap (no mmap for big blocks, no trimming):
      * a training step allocates the same activations every iteration, and
      * pages handed back to the kernel cost a fault each when taken again
-     * (a third of an XceptionBased step's system time). This is what
+     * (more than half of an XceptionBased step's system time). This is what
      * PyTorch gets from GLIBC_TUNABLES mmap_max=0, trim_threshold=huge. */
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, -1);
