@@ -35,6 +35,38 @@ test("no_grad, detach and requires_grad", function()
   expect_error(function() fmd.ones(3):sum():backward() end, "does not require grad")
 end)
 
+test("in-place relu: relu_, F.relu(x, true) and nn.ReLU(true) only without a graph", function()
+  local nn, F = require "fmd.nn", require "fmd.nn.functional"
+  fmd.manual_seed(5)
+  local x = fmd.randn(3, 200, 130)               -- large enough for the threaded loop
+  local want = x:relu()
+  expect(rawequal(x:relu_(), x))
+  expect_near(x, want, 0)
+  local base = fmd.randn(4, 6)
+  local want_t = base:relu():t()
+  local v = base:t()                             -- strided view: writes through to base
+  v:relu_()
+  expect_near(v, want_t, 0)
+  expect(base:min():item() >= 0)
+  -- a graph is recorded: in-place is refused, the modules fall back to a new tensor
+  local p = fmd.randn(5):requires_grad_()
+  expect_error(function() p:relu_() end, "requires grad")
+  local keep = p:detach():clone()
+  local y = nn.ReLU(true)(p)
+  expect(not rawequal(y, p) and y.requires_grad)
+  expect_near(p:detach(), keep, 0, "input untouched while a graph is recorded")
+  y:sum():backward()
+  expect_near(p.grad, keep:gt(0), 0)
+  local img = fmd.randn(5)                       -- needs no grad, but a graph may save it
+  expect(not rawequal(F.relu(img, true), img))
+  -- no graph: the input itself is overwritten and returned
+  local z = fmd.randn(2, 3)
+  local zr = z:relu()
+  expect(fmd.no_grad(function() return rawequal(nn.ReLU(true)(z), z) end))
+  expect_near(z, zr, 0)
+  expect(tostring(nn.ReLU(true)):find("inplace=True", 1, true))
+end)
+
 test("retain_grad on an intermediate and grad w.r.t. input", function()
   local img = fmd.randn(1, 3, 4, 4):requires_grad_()
   local w = fmd.randn(3, 4, 4)

@@ -9,6 +9,7 @@
 -- c1 c2 b1 b2 b3 b12 c3 c4 (channel widths) and middle (number of middle
 -- blocks, 8), used by the tests to build a tiny network of the same shape.
 local nn = require "fmd.nn"
+local F = require "fmd.nn.functional"
 
 local DEFAULT = {c1 = 32, c2 = 64, b1 = 128, b2 = 256, b3 = 728, b12 = 1024, c3 = 1536, c4 = 2048, middle = 8}
 
@@ -24,9 +25,11 @@ function Block:__init(cin, cout, reps, stride, start_with_relu, grow_first)
     self.skip = nn.Conv2d(cin, cout, 1, {stride = stride, bias = false})
     self.skipbn = nn.BatchNorm2d(cout)
   end
+  -- the ReLUs are in-place (without a graph) except the first, whose input
+  -- the skip path still reads (as in the PyTorch port)
   local layers, c = {}, cin
   local function unit(i, o)
-    layers[#layers + 1] = nn.ReLU()
+    layers[#layers + 1] = nn.ReLU(#layers > 0)
     layers[#layers + 1] = nn.SeparableConv2d(i, o, 3, 1, 1)
     layers[#layers + 1] = nn.BatchNorm2d(o)
   end
@@ -75,11 +78,11 @@ end
 
 -- (B,3,H,W) -> (B,c4) pooled features
 function Xception:features(x)
-  x = self.bn1(self.conv1(x)):relu()
-  x = self.bn2(self.conv2(x)):relu()
+  x = F.relu(self.bn1(self.conv1(x)), true)
+  x = F.relu(self.bn2(self.conv2(x)), true)
   for i = 1, 4 + self.n_middle do x = self["block" .. i](x) end
-  x = self.bn3(self.conv3(x)):relu()
-  x = self.bn4(self.conv4(x)):relu()
+  x = F.relu(self.bn3(self.conv3(x)), true)
+  x = F.relu(self.bn4(self.conv4(x)), true)
   return x:mean(4):mean(3)                 -- adaptive average pool to 1x1, flattened
 end
 

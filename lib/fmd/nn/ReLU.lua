@@ -1,7 +1,9 @@
--- nn.ReLU(inplace=false): max(x, 0). `inplace` is accepted for PyTorch
--- compatibility (and shown in the repr) but the result is always a new
--- tensor, which autograd needs anyway.
+-- nn.ReLU(inplace=false): max(x, 0). inplace = true overwrites the input
+-- when no graph is recorded (eval under fmd.no_grad), as PyTorch's relu_:
+-- one pass over the data and no new buffer. With a graph the result is a
+-- new tensor, which autograd needs.
 local Module = require "fmd.nn.Module"
+local F = require "fmd.nn.functional"
 
 local ReLU = Module:extend("nn.ReLU")
 
@@ -10,7 +12,7 @@ function ReLU:__init(inplace)
   self.inplace = inplace and true or false
 end
 
-function ReLU:forward(x) return x:relu() end
+function ReLU:forward(x) return F.relu(x, self.inplace) end
 
 function ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
 

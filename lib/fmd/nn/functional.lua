@@ -86,7 +86,14 @@ function F.dropout(x, p, training)
   return C.dropout(tensor_arg(x, "input", "dropout"), p or 0.5, training and true or false)
 end
 
-function F.relu(x) return tensor_arg(x, "input", "relu"):relu() end
+-- relu(x, inplace=false). inplace: overwrite x, as PyTorch does, when no
+-- graph is being recorded (fmd.no_grad); otherwise a new tensor, since a
+-- graph may hold x (even one that needs no grad, such as a conv's input).
+function F.relu(x, inplace)
+  tensor_arg(x, "input", "relu")
+  if inplace and not C.is_grad_enabled() then return x:relu_() end
+  return x:relu()
+end
 function F.sigmoid(x) return tensor_arg(x, "input", "sigmoid"):sigmoid() end
 function F.tanh(x) return tensor_arg(x, "input", "tanh"):tanh() end
 
