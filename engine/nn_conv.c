@@ -480,9 +480,8 @@ static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const fl
  * width, then copied out, since a loop per 16-float row costs more than the
  * copy. The input gradient is the same correlation with the kernel flipped,
  * over a padded copy of gy; the nine weight-gradient taps are summed in one
- * pass with an accumulator vector each. Measured at batch 8 on 1 thread,
- * fastest of 30-60 runs: (128,125,125) forward 30-34 -> 18-21 ms, forward +
- * backward 99-106 -> 65-69 ms. */
+ * pass with an accumulator vector each (measured in docs/performance.md,
+ * change 7). */
 static int dw3_same(const conv_geom *g) {
     return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 && g->pw == 1 && g->dh == 1 &&
            g->dw == 1;
@@ -496,34 +495,30 @@ typedef float dw3_v8 __attribute__((vector_size(32), aligned(4)));
 
 #define DW3_INLINE static inline __attribute__((always_inline))   /* into the SIMD clones below */
 
-// pad (H+2,W+2) -> y (H,W) = bias + 3x3 correlation with c (row-major taps); add: y += instead
-DW3_INLINE void dw3_rows(const float *restrict pad, int64_t H, int64_t W, const float *c, float bias, int add,
-                         float *restrict y) {
+// the 3x3 correlation at pixel i of three consecutive rows of a padded plane; c: row-major taps
+DW3_INLINE float dw3_at(const float *restrict r0, const float *restrict r1, const float *restrict r2, int64_t i,
+                        const float *restrict c) {
+    return c[0] * r0[i] + c[1] * r0[i + 1] + c[2] * r0[i + 2] + c[3] * r1[i] + c[4] * r1[i + 1] + c[5] * r1[i + 2] +
+           c[6] * r2[i] + c[7] * r2[i + 1] + c[8] * r2[i + 2];
+}
+
+// pad (H+2,W+2) -> y (H,W) = bias + 3x3 correlation with c; add: y += instead
+DW3_INLINE void dw3_rows(const float *restrict pad, int64_t H, int64_t W, const float *restrict c, float bias,
+                         int add, float *restrict y) {
     const int64_t Wp = W + 2;
-    const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5], c6 = c[6], c7 = c[7], c8 = c[8];
     for (int64_t oy = 0; oy < H; oy++) {
         const float *restrict r0 = pad + oy * Wp, *restrict r1 = r0 + Wp, *restrict r2 = r1 + Wp;
         float *restrict yr = y + oy * W;
-        if (add)
-            for (int64_t ox = 0; ox < W; ox++)
-                yr[ox] += c0 * r0[ox] + c1 * r0[ox + 1] + c2 * r0[ox + 2] + c3 * r1[ox] + c4 * r1[ox + 1] +
-                          c5 * r1[ox + 2] + c6 * r2[ox] + c7 * r2[ox + 1] + c8 * r2[ox + 2];
-        else
-            for (int64_t ox = 0; ox < W; ox++)
-                yr[ox] = bias + c0 * r0[ox] + c1 * r0[ox + 1] + c2 * r0[ox + 2] + c3 * r1[ox] + c4 * r1[ox + 1] +
-                         c5 * r1[ox + 2] + c6 * r2[ox] + c7 * r2[ox + 1] + c8 * r2[ox + 2];
+        if (add) for (int64_t ox = 0; ox < W; ox++) yr[ox] += dw3_at(r0, r1, r2, ox, c);
+        else for (int64_t ox = 0; ox < W; ox++) yr[ox] = bias + dw3_at(r0, r1, r2, ox, c);
     }
 }
 
 // the same through acc, one span at the padded width (pixel oy*Wp + ox), copied out
-DW3_INLINE void dw3_span(const float *restrict pad, int64_t H, int64_t W, const float *c, float bias, int add,
-                         float *restrict acc, float *restrict y) {
+DW3_INLINE void dw3_span(const float *restrict pad, int64_t H, int64_t W, const float *restrict c, float bias,
+                         int add, float *restrict acc, float *restrict y) {
     const int64_t Wp = W + 2, n = (H - 1) * Wp + W;
-    const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5], c6 = c[6], c7 = c[7], c8 = c[8];
-    const float *restrict r0 = pad, *restrict r1 = pad + Wp, *restrict r2 = pad + 2 * Wp;
-    for (int64_t i = 0; i < n; i++)
-        acc[i] = bias + c0 * r0[i] + c1 * r0[i + 1] + c2 * r0[i + 2] + c3 * r1[i] + c4 * r1[i + 1] + c5 * r1[i + 2] +
-                 c6 * r2[i] + c7 * r2[i + 1] + c8 * r2[i + 2];
+    for (int64_t i = 0; i < n; i++) acc[i] = bias + dw3_at(pad, pad + Wp, pad + 2 * Wp, i, c);
     for (int64_t oy = 0; oy < H; oy++) {
         float *restrict d = y + oy * W;
         const float *restrict a = acc + oy * Wp;
