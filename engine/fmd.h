@@ -422,6 +422,13 @@ int fmd_faces_prepare_dir(const char *dir, int clear);
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
 fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */,
                        int sh, int sw, int ph, int pw, int dh, int dw, int groups);
+/* conv2d, then an eval-mode batch_norm of its output (running stats; bn_*
+ * are (O) or NULL) and, when relu, max(., 0): each sample's output is
+ * normalised while it is still in cache. The same numbers as the three ops
+ * in turn, but no graph: fails when an input requires grad in grad mode. */
+fmd_tensor *fmd_conv2d_bn(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int groups, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                          fmd_tensor *running_var, float eps, int relu);
 fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in) w (out,in) b (out) or NULL */
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */
@@ -432,6 +439,10 @@ fmd_tensor *fmd_adaptive_avg_pool2d(fmd_tensor *x, int oh, int ow);
 fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
                            fmd_tensor *running_mean, fmd_tensor *running_var,
                            int training, float momentum, float eps);
+/* the per-channel y = x * scale + shift of an eval-mode batch_norm over C
+ * channels, as fmd_batch_norm computes it; 0 or -1 */
+int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                             fmd_tensor *running_var, int64_t C, float eps, float *scale, float *shift);
 /* mask from the global RNG; eval or p = 0 returns x itself (retained) */
 fmd_tensor *fmd_dropout(fmd_tensor *x, float p, int training);
 fmd_tensor *fmd_softmax(fmd_tensor *x, int dim);       /* dim 0-based, < 0 from the end */

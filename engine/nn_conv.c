@@ -22,6 +22,9 @@
  *    register tiles of output channels x pixels, no im2col. It makes the
  *    output, the input gradient when C <= 64 too, and the weight gradient
  *    when O <= 32 (beyond that im2col+GEMM was faster).
+ * fmd_conv2d_bn adds an epilogue, an eval-mode BatchNorm (and ReLU) applied
+ * to each sample's output right after its GEMM (a pass of its own after the
+ * direct, batched 1x1 and depthwise kernels).
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
@@ -190,6 +193,8 @@ typedef struct {
     conv_geom g;
     const float *x, *w, *b;   /* x (N,C,H,W), w (O,Kc), b (O) or NULL */
     float *y;                  /* (N,O,OH,OW) */
+    const float *ea, *eb;      /* epilogue y = y * ea[o] + eb[o] (then max(y, 0) if erelu), or NULL */
+    int erelu;
     /* backward */
     const float *gy;           /* (N,O,OH,OW) */
     float *gx;                 /* (N,C,H,W) zeroed, or NULL */
@@ -198,7 +203,36 @@ typedef struct {
     int failed;
 } conv_job;
 
-/* y[n] = w * x[n] (+ b); par: this is the only sample being worked on */
+/* ---------------------------------------------------------- epilogue */
+/* An eval-mode BatchNorm (and ReLU) after a conv, applied to each sample's
+ * output right after its GEMM, while it is still in cache: the same
+ * arithmetic as batch_norm's plane_affine and relu_, so the same numbers,
+ * without another pass over memory. */
+FMD_SIMD_CLONES
+static void plane_affine_(float *restrict y, int64_t n, float a, float b, int relu) {
+    if (relu)
+        for (int64_t i = 0; i < n; i++) { float v = y[i] * a + b; y[i] = v > 0 ? v : 0; }
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] * a + b;
+}
+
+// planes [p0, p1) of y (N*O, OHW)
+static void epilogue(const conv_job *j, int64_t p0, int64_t p1) {
+    for (int64_t pl = p0; pl < p1; pl++) {
+        int64_t o = pl % j->g.O;
+        plane_affine_(j->y + pl * j->g.OHW, j->g.OHW, j->ea[o], j->eb[o], j->erelu);
+    }
+}
+
+static void epilogue_task(void *p, int ith, int nth) {
+    const conv_job *j = p;
+    int64_t b, e;
+    fmd_split(j->g.N * j->g.O, ith, nth, &b, &e);
+    epilogue(j, b, e);
+}
+
+/* y[n] = w * x[n] (+ b), then the epilogue; par: this is the only sample
+ * being worked on */
 static void fwd_sample(conv_job *j, int64_t n, int par) {
     const conv_geom *g = &j->g;
     const int64_t nb = tile_pixels(g);
@@ -226,6 +260,7 @@ static void fwd_sample(conv_job *j, int64_t n, int par) {
             fmd_sgemm(0, 0, g->Og, p1 - p0, g->Kc, 1.0f, wg, g->Kc, col, p1 - p0, beta, yg + p0, g->OHW);
         }
     }
+    if (j->ea) epilogue(j, n * g->O, (n + 1) * g->O);
 }
 
 static void fwd_task(void *p, int ith, int nth) {
@@ -839,12 +874,14 @@ done:
     return rc;
 }
 
-// x is (N,C,H,W), w is (O,C/groups,KH,KW), b is (O) or NULL -> (N,O,OH,OW)
-fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh, int dw,
-                       int groups) {
+// x is (N,C,H,W), w is (O,C/groups,KH,KW), b is (O) or NULL -> (N,O,OH,OW);
+// ea, eb (O) or NULL: the epilogue (no graph then, see fmd_conv2d_bn)
+static fmd_tensor *conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                                int dw, int groups, const float *ea, const float *eb, int erelu) {
     conv_job j = {0};
     if (conv_geometry(x, w, b, sh, sw, ph, pw, dh, dw, groups, &j.g)) return NULL;
     const conv_geom *g = &j.g;
+    j.ea = ea; j.eb = eb; j.erelu = erelu;
     fmd_tensor *xc = contiguous_nograd(x), *wc = xc ? contiguous_nograd(w) : NULL;
     fmd_tensor *bc = (wc && b) ? contiguous_nograd(b) : NULL;
     int64_t shape[4] = {g->N, g->O, g->OH, g->OW};
@@ -852,18 +889,26 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
     if (!y) goto fail;
     j.x = fmd_data(xc); j.w = fmd_data(wc); j.b = bc ? fmd_data(bc) : NULL; j.y = fmd_data(y);
     if (g->N > 0) {
+        int whole = 1;   /* a kernel that makes the whole output at once, not through fwd_sample */
         if (direct_ok(g)) {
             fmd_conv_direct d = {g->N, g->C, g->H, g->W, g->O, g->KH, g->KW, j.x, j.w, j.b, j.y};
             fmd_conv_direct_run(&d);
         } else if (pw_batched(g)) {
             if (pw_batched_fwd(g, j.x, j.w, j.b, j.y)) goto fail;
         } else if (g->depthwise) fmd_parallel(dw_fwd_task, &j);
-        else if (batch_parallel(g->N)) fmd_parallel(fwd_task, &j);
-        else for (int64_t n = 0; n < g->N && !j.failed; n++) fwd_sample(&j, n, 1);
+        else {
+            whole = 0;
+            if (batch_parallel(g->N)) fmd_parallel(fwd_task, &j);
+            else for (int64_t n = 0; n < g->N && !j.failed; n++) fwd_sample(&j, n, 1);
+        }
+        if (ea && whole && !j.failed) {   /* then the epilogue is a pass of its own */
+            if (g->N * g->O * g->OHW >= (1 << 15)) fmd_parallel(epilogue_task, &j);
+            else epilogue_task(&j, 0, 1);
+        }
     }
     if (j.failed) { fmd_fail("conv2d: out of memory for the column buffer"); goto fail; }
     fmd_tensor *in[3] = {x, w, b};
-    if (fmd_needs_grad(3, in)) {
+    if (!ea && fmd_needs_grad(3, in)) {
         fmd_node *n = fmd_node_new("conv2d", conv_backward, 3, in);
         if (!n) goto fail;
         /* x is needed only for the weight gradient (and then perhaps
@@ -881,4 +926,30 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
 fail:
     fmd_release(xc); fmd_release(wc); fmd_release(bc); fmd_release(y);
     return NULL;
+}
+
+fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int groups) {
+    return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, NULL, NULL, 0);
+}
+
+// conv2d as above, then an eval-mode batch_norm of its output channels (O)
+// and, when relu, max(., 0); no graph
+fmd_tensor *fmd_conv2d_bn(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int groups, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                          fmd_tensor *running_var, float eps, int relu) {
+    fmd_tensor *in[5] = {x, w, b, bn_weight, bn_bias};
+    if (fmd_needs_grad(5, in))
+        return fmd_fail_null("conv2d_bn: records no graph, so no input may require grad while grad mode is on "
+                             "(use conv2d, batch_norm and relu)");
+    if (w->ndim != 4)   /* conv_forward checks the rest; O sizes the coefficients */
+        return fmd_fail_null("conv2d: weight must be 4-D (O,C/groups,KH,KW), got %dD", w->ndim);
+    int64_t O = w->shape[0];
+    float *coef = malloc(2 * (size_t)(O > 0 ? O : 1) * sizeof *coef);
+    if (!coef) return fmd_fail_null("conv2d_bn: out of memory");
+    fmd_tensor *y = NULL;
+    if (!fmd_batch_norm_eval_coef(bn_weight, bn_bias, running_mean, running_var, O, eps, coef, coef + O))
+        y = conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, coef, coef + O, relu);
+    free(coef);
+    return y;
 }

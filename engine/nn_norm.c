@@ -86,6 +86,21 @@ static void plane_affine(const float *restrict x, float *restrict y, int64_t n, 
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
+/* eval: the statistics are the running ones */
+static void eval_stats(const fmd_tensor *rmean, const fmd_tensor *rvar, int64_t c, float eps, double *mean,
+                       double *invstd) {
+    *mean = vec_at(rmean, c);
+    *invstd = 1.0 / sqrt((double)vec_at(rvar, c) + eps);
+}
+
+/* y = x * a + shift with a = invstd * w, shift = b - mean * a */
+static void affine_coef(const fmd_tensor *weight, const fmd_tensor *bias, int64_t c, double mean, double invstd,
+                        float *a, float *shift) {
+    double ad = invstd * (weight ? vec_at(weight, c) : 1.0f);
+    *a = (float)ad;
+    *shift = (float)((bias ? vec_at(bias, c) : 0.0f) - mean * ad);
+}
+
 /* ----------------------------------------------------------------- forward */
 typedef struct {
     const bn_ctx *g;
@@ -118,14 +133,12 @@ static void bn_fwd_task(void *p, int ith, int nth) {
                 *rv = (float)((1.0 - j->momentum) * *rv + j->momentum * ss / (double)(M - 1));
             }
         } else {
-            mean = vec_at(j->rmean, c);
-            invstd = 1.0 / sqrt((double)vec_at(j->rvar, c) + j->eps);
+            eval_stats(j->rmean, j->rvar, c, j->eps, &mean, &invstd);
         }
         g->mean[c] = (float)mean;
         g->invstd[c] = (float)invstd;
-        /* y = x * a + shift with a = invstd * w, shift = b - mean * a */
-        double a = invstd * (j->weight ? vec_at(j->weight, c) : 1.0f);
-        float af = (float)a, shift = (float)((j->bias ? vec_at(j->bias, c) : 0.0f) - mean * a);
+        float af, shift;
+        affine_coef(j->weight, j->bias, c, mean, invstd, &af, &shift);
         for (int64_t n = 0; n < N; n++) plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift);
     }
 }
@@ -198,12 +211,35 @@ done:
     return rc;
 }
 
+// t is (C) or NULL; x (N,C,*) names the input in the message
 static int check_vec(const char *what, const fmd_tensor *t, const fmd_tensor *x) {
     if (!t || (t->ndim == 1 && t->shape[0] == x->shape[1])) return 0;
     char a[128], b[128];
     return fmd_fail("batch_norm: %s %s should be [%lld] (one per channel of input %s)", what,
                     fmd_shape_str(a, sizeof a, t->ndim, t->shape), (long long)x->shape[1],
                     fmd_shape_str(b, sizeof b, x->ndim, x->shape));
+}
+
+// weight, bias (C) or NULL, running_* (C) -> scale, shift (C floats each)
+int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                             fmd_tensor *running_var, int64_t C, float eps, float *scale, float *shift) {
+    if (!running_mean || !running_var)
+        return fmd_fail("batch_norm: eval mode (training = false) needs running_mean and running_var");
+    if (!(eps >= 0) || !isfinite(eps)) return fmd_fail("batch_norm: eps %g must be a finite number >= 0", eps);
+    const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    fmd_tensor *vecs[4] = {weight, bias, running_mean, running_var};
+    for (int i = 0; i < 4; i++)
+        if (vecs[i] && !(vecs[i]->ndim == 1 && vecs[i]->shape[0] == C)) {
+            char a[128];
+            return fmd_fail("batch_norm: %s %s should be [%lld] (one per channel of the conv output)", names[i],
+                            fmd_shape_str(a, sizeof a, vecs[i]->ndim, vecs[i]->shape), (long long)C);
+        }
+    for (int64_t c = 0; c < C; c++) {
+        double mean, invstd;
+        eval_stats(running_mean, running_var, c, eps, &mean, &invstd);
+        affine_coef(weight, bias, c, mean, invstd, scale + c, shift + c);
+    }
+    return 0;
 }
 
 // x is (N,C) or (N,C,H,W) (any (N,C,*)); weight, bias, running_* are (C) or NULL

@@ -782,7 +782,7 @@ end
 -- every public name (canonical), for the help test and completion of `?`:
 -- the functions and classes of fmd and its user-facing modules, tensor
 -- methods and the methods of nn.Module and optim.Optimizer
-repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "optim", "data", "transforms", "metrics", "explain",
+repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics", "explain",
                        "plot", "image", "faces", "models", "json", "analysis", "trainer"}
 function repl.public_names()
   local out = {}

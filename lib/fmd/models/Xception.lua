@@ -9,7 +9,9 @@
 -- c1 c2 b1 b2 b3 b12 c3 c4 (channel widths) and middle (number of middle
 -- blocks, 8), used by the tests to build a tiny network of the same shape.
 local nn = require "fmd.nn"
-local F = require "fmd.nn.functional"
+-- fuse(conv, bn, x, relu) is relu(bn(conv(x))), in one kernel in eval
+-- without a graph (nn.fusion); the rep chains fuse the same way in nn.Sequential
+local fuse = nn.fusion.conv_bn
 
 local DEFAULT = {c1 = 32, c2 = 64, b1 = 128, b2 = 256, b3 = 728, b12 = 1024, c3 = 1536, c4 = 2048, middle = 8}
 
@@ -44,7 +46,7 @@ end
 -- x is (B,cin,H,W)
 function Block:forward(x)
   local skip = x
-  if self.skip then skip = self.skipbn(self.skip(x)) end
+  if self.skip then skip = fuse(self.skip, self.skipbn, x) end
   return self.rep(x) + skip
 end
 
@@ -78,11 +80,11 @@ end
 
 -- (B,3,H,W) -> (B,c4) pooled features
 function Xception:features(x)
-  x = F.relu(self.bn1(self.conv1(x)), true)
-  x = F.relu(self.bn2(self.conv2(x)), true)
+  x = fuse(self.conv1, self.bn1, x, true)   -- relu(bn1(conv1(x)))
+  x = fuse(self.conv2, self.bn2, x, true)
   for i = 1, 4 + self.n_middle do x = self["block" .. i](x) end
-  x = F.relu(self.bn3(self.conv3(x)), true)
-  x = F.relu(self.bn4(self.conv4(x)), true)
+  x = fuse(self.conv3, self.bn3, x, true)
+  x = fuse(self.conv4, self.bn4, x, true)
   return x:mean(4):mean(3)                 -- adaptive average pool to 1x1, flattened
 end
 

@@ -21,4 +21,7 @@ end
 
 function SeparableConv2d:forward(x) return self.pointwise(self.conv1(x)) end
 
+-- with an eval-mode BatchNorm2d (and ReLU) fused into the pointwise conv (nn.fusion)
+function SeparableConv2d:forward_bn(x, bn, relu) return self.pointwise:forward_bn(self.conv1(x), bn, relu) end
+
 return SeparableConv2d

@@ -3,6 +3,7 @@
 -- i-th module (1-based) and #seq their number. An error inside a child is
 -- re-raised as "in module i (nn.Conv2d) of nn.Sequential: <message>".
 local Module = require "fmd.nn.Module"
+local fusion = require "fmd.nn.fusion"
 
 local Sequential = Module:extend("nn.Sequential")
 
@@ -39,15 +40,22 @@ end
 
 function Sequential.__len(self) return #rawget(self, "_modules_names") end
 
+-- Without a graph, a conv followed by an eval-mode BatchNorm2d (and a ReLU)
+-- runs as one kernel (nn.fusion); the numbers are the same.
 function Sequential:forward(x, ...)
   local names, mods = rawget(self, "_modules_names"), rawget(self, "_modules")
-  for i, name in ipairs(names) do
-    local m = mods[name]
-    local ok, res = pcall(m, x, ...)
+  local i = 1
+  while names[i] do
+    local m = mods[names[i]]
+    local n = fusion.span(m, mods[names[i + 1]], mods[names[i + 2]])
+    local ok, res
+    if n > 1 then ok, res = pcall(m.forward_bn, m, x, mods[names[i + 1]], n == 3)
+    else ok, res = pcall(m, x, ...) end
     if not ok then
       error(("in module %d (%s) of %s: %s"):format(i, m.__name, self.__name, tostring(res)), 0)
     end
     x = res
+    i = i + n
   end
   return x
 end

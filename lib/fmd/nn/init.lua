@@ -1,7 +1,8 @@
 -- fmd.nn: layers, losses and the Module base class, PyTorch's torch.nn in
 -- Lua. Each class lives in its own file lib/fmd/nn/<Name>.lua and is loaded
 -- on first use (nn.Conv2d, nn.Sequential, ...). nn.functional (also nn.F)
--- has the ops as functions, nn.init the weight initialisers.
+-- has the ops as functions, nn.init the weight initialisers, nn.fusion the
+-- eval-time conv+BatchNorm(+ReLU) fusion.
 --
 --   local nn = require "fmd.nn"
 --   local net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
@@ -12,6 +13,7 @@ nn.Module = require "fmd.nn.Module"
 nn.functional = require "fmd.nn.functional"
 nn.F = nn.functional
 nn.init = require "fmd.nn.initializers"
+nn.fusion = require "fmd.nn.fusion"
 
 -- the classes this package ships (also what an unknown name lists)
 nn.classes = {"AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",

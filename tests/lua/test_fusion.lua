@@ -1,0 +1,142 @@
+-- nn.fusion: conv + eval-mode BatchNorm2d (+ ReLU) as one kernel without a
+-- graph (C.conv2d_bn). The fused numbers must equal the modules run in turn
+-- bit for bit, on every conv kernel (per-sample GEMM, batched 1x1, im2col,
+-- direct, depthwise), and fusion must step aside for hooks, training mode
+-- and a recorded graph.
+local fmd = require "fmd"
+local nn = require "fmd.nn"
+local F = require "fmd.nn.functional"
+local models = require "fmd.models"
+
+-- a BatchNorm2d in eval mode with running stats and affine parameters far from 1 and 0
+local function eval_bn(c)
+  local bn = nn.BatchNorm2d(c)
+  fmd.no_grad(function()
+    bn.running_mean:copy(fmd.randn(c))
+    bn.running_var:copy(fmd.rand(c) * 2 + 0.1)
+    bn.weight:copy(fmd.randn(c))
+    bn.bias:copy(fmd.randn(c))
+  end)
+  bn:eval()
+  return bn
+end
+
+local function expect_same(a, b, what)
+  expect_eq(fmd.shape_str(a), fmd.shape_str(b), what .. " shape")
+  local worst, at = fmd.max_rel_err(a, b)
+  expect(worst == 0, ("%s: fused differs from unfused by %g at element %d"):format(what, worst, at or -1))
+end
+
+test("conv2d_bn equals conv, batch_norm and relu in turn on every conv kernel", function()
+  fmd.manual_seed(11)
+  local cases = {   -- {name, N, C, H, O, conv options}
+    {"1x1 per-sample GEMM", 3, 24, 20, 40, {}},
+    {"1x1 batched (8x8 plane)", 4, 16, 8, 24, {}},
+    {"1x1 stride 2 (im2col)", 2, 8, 15, 12, {stride = 2}},
+    {"3x3 stride 2 (im2col), bias", 2, 3, 17, 8, {stride = 2, bias = true}},
+    {"3x3 direct", 2, 8, 20, 16, {}},
+    {"depthwise 3x3 same", 2, 12, 18, 12, {padding = 1, groups = 12}},
+    {"1x1, one sample (GEMM split)", 1, 32, 16, 48, {}},
+  }
+  for _, c in ipairs(cases) do
+    local name, N, Cin, H, O, o = table.unpack(c)
+    local k = (name:find("1x1") and 1) or 3
+    local conv = nn.Conv2d(Cin, O, k, {stride = o.stride or 1, padding = o.padding or 0, groups = o.groups or 1,
+                                     bias = o.bias or false})
+    local bn = eval_bn(O)
+    local x = fmd.randn(N, Cin, H, H)
+    for _, relu in ipairs{false, true} do
+      fmd.no_grad(function()
+        local want = bn(conv(x))
+        if relu then want = want:relu() end
+        expect_eq(nn.fusion.span(conv, bn), 2, name)
+        expect_same(nn.fusion.conv_bn(conv, bn, x, relu), want, name .. (relu and " + relu" or ""))
+      end)
+    end
+  end
+end)
+
+test("SeparableConv2d + BatchNorm2d + ReLU in nn.Sequential fuse with the same numbers", function()
+  fmd.manual_seed(12)
+  local seq = nn.Sequential(nn.ReLU(), nn.SeparableConv2d(8, 16, 3, 1, 1), eval_bn(16), nn.ReLU(true),
+    nn.SeparableConv2d(16, 16, 3, 1, 1), eval_bn(16), nn.MaxPool2d(3, 2, 1))
+  seq:eval()
+  local x = fmd.randn(2, 8, 12, 12)
+  local want = seq(x)   -- grad mode on: a graph is recorded, nothing fuses
+  expect(want.requires_grad, "the reference forward recorded a graph")
+  expect_eq(nn.fusion.span(seq[2], seq[3], seq[4]), 1, "no fusion in grad mode")
+  fmd.no_grad(function()
+    expect_eq(nn.fusion.span(seq[2], seq[3], seq[4]), 3, "sep conv + bn + relu")
+    expect_eq(nn.fusion.span(seq[5], seq[6], seq[7]), 2, "sep conv + bn, then a max-pool")
+    expect_same(seq(x), want:detach(), "Sequential")
+  end)
+end)
+
+test("fusion steps aside for hooks, training mode and subclasses", function()
+  fmd.manual_seed(13)
+  local conv, bn, relu = nn.Conv2d(4, 6, 1, {bias = false}), eval_bn(6), nn.ReLU()
+  local seq = nn.Sequential(conv, bn, relu)
+  local x = fmd.randn(2, 4, 5, 5)
+  fmd.no_grad(function()
+    local want = seq(x)
+    local seen = 0
+    local h = bn:register_forward_hook(function(_, _, out) seen = seen + 1; expect(out:min():item() < 0) end)
+    expect_eq(nn.fusion.span(conv, bn, relu), 1, "hook on the BatchNorm")
+    expect_same(seq(x), want, "hooked")
+    expect_eq(seen, 1, "the hook saw the BatchNorm's own output")
+    h.remove()
+    h = relu:register_forward_hook(function() seen = seen + 1 end)
+    expect_eq(nn.fusion.span(conv, bn, relu), 2, "hook on the ReLU: conv + bn only")
+    expect_same(seq(x), want, "ReLU hooked")
+    expect_eq(seen, 2)
+    h.remove()
+    local sep = nn.SeparableConv2d(4, 6, 3, 1, 1)
+    h = sep.pointwise:register_forward_pre_hook(function() end)
+    expect_eq(nn.fusion.span(sep, bn), 1, "hook inside the separable conv")
+    h.remove()
+    bn:train()
+    expect_eq(nn.fusion.span(conv, bn, relu), 1, "training-mode BatchNorm")
+    local before = bn.running_mean:clone()
+    seq(x)
+    expect(fmd.max_rel_err(bn.running_mean, before) > 0, "training mode still updates the running stats")
+    bn:eval()
+    local MyConv = nn.Conv2d:extend("MyConv")
+    expect_eq(nn.fusion.span(MyConv(4, 6, 1), bn), 1, "a subclass may change forward")
+  end)
+end)
+
+test("conv2d_bn: a graph, wrong BatchNorm sizes and missing stats are clear errors", function()
+  local C = require "fmd.core"
+  local x, w = fmd.randn(1, 2, 4, 4), fmd.randn(3, 2, 1, 1):requires_grad_()
+  local rm, rv = fmd.zeros(3), fmd.ones(3)
+  expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 1e-5, false) end,
+    "conv2d_bn: records no graph")
+  fmd.no_grad(function()
+    expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, fmd.zeros(4), rv, 1e-5, false) end,
+      "batch_norm: running_mean [4] should be [3]")
+    expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, fmd.ones(2), nil, rm, rv, 1e-5, false) end,
+      "batch_norm: weight [2] should be [3]")
+    expect_error(function() C.conv2d_bn(fmd.randn(1, 5, 4, 4), w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 1e-5,
+      false) end, "conv2d: input [1 x 5 x 4 x 4] has 5 channels")
+    local y = C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 0, true)
+    expect_same(y, F.conv2d(x, w):relu(), "identity BatchNorm")
+  end)
+end)
+
+test("Xception eval without a graph (fused) equals the forward with a graph", function()
+  fmd.manual_seed(14)
+  local net = models.load_model("Xception", {num_classes = 2, widths = {c1 = 4, c2 = 8, b1 = 8, b2 = 12, b3 = 16, b12 = 20, c3 = 24,
+    c4 = 28, middle = 1}})
+  for _, m in ipairs(net:modules()) do
+    if m.__name == "nn.BatchNorm2d" then
+      fmd.no_grad(function()
+        m.running_mean:copy(fmd.randn(m.num_features) * 0.1)
+        m.running_var:copy(fmd.rand(m.num_features) + 0.5)
+      end)
+    end
+  end
+  net:eval()
+  local x = fmd.randn(2, 3, 48, 48)
+  local want = net(x):detach()
+  expect_same(fmd.no_grad(function() return net(x) end), want, "Xception logits")
+end)
