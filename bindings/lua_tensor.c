@@ -324,6 +324,12 @@ static int l_relu_(lua_State *L) {
     return 1;
 }
 
+static int l_add_(lua_State *L) {
+    if (fmd_add_(T(1), T(2))) return fmd_lua_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int l_clamp(lua_State *L) {
     float lo = lua_isnoneornil(L, 2) ? -INFINITY : (float)luaL_checknumber(L, 2);
     float hi = lua_isnoneornil(L, 3) ? INFINITY : (float)luaL_checknumber(L, 3);
@@ -520,7 +526,7 @@ static const luaL_Reg methods[] = {
     {"fill", l_fill}, {"zero", l_zero},
     {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div}, {"pow", l_pow},
     {"maximum", l_maximum}, {"minimum", l_minimum},
-    {"neg", l_neg}, {"exp", l_exp}, {"log", l_log}, {"sqrt", l_sqrt}, {"abs", l_abs}, {"relu", l_relu}, {"relu_", l_relu_},
+    {"neg", l_neg}, {"exp", l_exp}, {"log", l_log}, {"sqrt", l_sqrt}, {"abs", l_abs}, {"relu", l_relu}, {"relu_", l_relu_}, {"add_", l_add_},
     {"sigmoid", l_sigmoid}, {"tanh", l_tanh}, {"clamp", l_clamp},
     {"eq", l_eq}, {"ne", l_ne}, {"lt", l_lt}, {"le", l_le}, {"gt", l_gt}, {"ge", l_ge},
     {"sum", l_sum}, {"mean", l_mean}, {"max", l_max}, {"min", l_min}, {"argmax", l_argmax},

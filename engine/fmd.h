@@ -172,6 +172,7 @@ fmd_tensor *fmd_pow_scalar(fmd_tensor *a, float p);    /* a ^ p */
 typedef enum { FMD_NEG, FMD_EXP, FMD_LOG, FMD_SQRT, FMD_ABS, FMD_RELU, FMD_SIGMOID, FMD_TANH } fmd_unop;
 fmd_tensor *fmd_unary(fmd_unop op, fmd_tensor *a);
 int fmd_relu_(fmd_tensor *t);   /* in place, only where no graph is recorded for t */
+int fmd_add_(fmd_tensor *t, fmd_tensor *other);   /* t += other (broadcast to t), likewise without a graph */
 fmd_tensor *fmd_clamp(fmd_tensor *a, float lo, float hi);  /* use +-INFINITY for none */
 /* comparisons: result is 0/1 float, no grad */
 typedef enum { FMD_EQ, FMD_NE, FMD_LT, FMD_LE, FMD_GT, FMD_GE } fmd_cmpop;

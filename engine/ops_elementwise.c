@@ -345,6 +345,47 @@ int fmd_relu_(fmd_tensor *t) {
     return 0;
 }
 
+/* t += other in place (other broadcast to t): a block's skip sum without a
+ * graph, one stream over t and no new buffer (PyTorch's add_) */
+typedef struct { float *d; const float *s; int64_t n; } add_job;
+
+FMD_SIMD_CLONES
+static void add_range(float *d, const float *s, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) d[i] += s[i];   /* d == s (x:add_(x)) is fine: same index */
+}
+
+static void add_task(void *ctx, int ith, int nth) {
+    add_job *j = ctx;
+    int64_t b, e;
+    fmd_split(j->n, ith, nth, &b, &e);
+    add_range(j->d, j->s, b, e);
+}
+
+int fmd_add_(fmd_tensor *t, fmd_tensor *other) {
+    fmd_tensor *both[2] = {t, other};
+    if (fmd_needs_grad(2, both))
+        return fmd_fail("add_: a tensor requires grad and an in-place op would lose its graph (use add)");
+    int nd;
+    int64_t shape[FMD_MAX_DIMS];
+    if (broadcast_shape("add_", t, other, &nd, shape)) return -1;
+    if (nd != t->ndim || memcmp(shape, t->shape, (size_t)nd * sizeof *shape)) {
+        char a[128], b[128];
+        return fmd_fail("add_: other %s does not broadcast to the shape of the tensor %s, which an in-place add keeps",
+                        fmd_shape_str(a, sizeof a, other->ndim, other->shape), fmd_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    if (fmd_is_contiguous(t) && fmd_is_contiguous(other) && fmd_numel(other) == fmd_numel(t)) {
+        add_job j = {fmd_data(t), fmd_data(other), fmd_numel(t)};
+        if (j.n >= 1 << 16) fmd_parallel(add_task, &j);
+        else add_task(&j, 0, 1);
+        return 0;
+    }
+    fmd_tensor *e = fmd_expand(other, t->ndim, t->shape);
+    if (!e) return -1;
+    strided_apply(fmd_data(t), t->stride, fmd_data(t), t->stride, fmd_data(e), e->stride, t->shape, t->ndim, f_add, 0);
+    fmd_release(e);
+    return 0;
+}
+
 fmd_tensor *fmd_add_scalar(fmd_tensor *a, float s) { return elementwise(K_ADDS, a, s); }
 fmd_tensor *fmd_mul_scalar(fmd_tensor *a, float s) { return elementwise(K_MULS, a, s); }
 fmd_tensor *fmd_rsub_scalar(fmd_tensor *a, float s) { return elementwise(K_RSUBS, a, s); }

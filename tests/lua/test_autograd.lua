@@ -35,6 +35,30 @@ test("no_grad, detach and requires_grad", function()
   expect_error(function() fmd.ones(3):sum():backward() end, "does not require grad")
 end)
 
+test("in-place add_: threaded, strided and broadcast, refused with a graph", function()
+  fmd.manual_seed(6)
+  local x, s = fmd.randn(3, 200, 130), fmd.randn(3, 200, 130)
+  local want = x + s
+  expect(rawequal(x:add_(s), x))
+  expect_near(x, want, 0)
+  local base, o = fmd.randn(4, 6), fmd.randn(6, 4)
+  local want_t = base:t() + o
+  local v = base:t()                             -- strided view: writes through to base
+  v:add_(o)
+  expect_near(v, want_t, 0)
+  local row = fmd.randn(4)
+  local m = fmd.randn(3, 4)
+  local want_b = m + row
+  m:add_(row)                                    -- other broadcast to t
+  expect_near(m, want_b, 0)
+  expect_error(function() row:add_(m) end, "add_: other [3 x 4] does not broadcast to the shape of the tensor [4]")
+  expect_error(function() m:add_(fmd.randn(5)) end, "do not broadcast")
+  local p = fmd.randn(4):requires_grad_()
+  expect_error(function() p:add_(row) end, "requires grad")
+  expect_error(function() row:add_(p) end, "requires grad")
+  fmd.no_grad(function() p:add_(row) end)        -- no graph: allowed, as in PyTorch's no_grad
+end)
+
 test("in-place relu: relu_, F.relu(x, true) and nn.ReLU(true) only without a graph", function()
   local nn, F = require "fmd.nn", require "fmd.nn.functional"
   fmd.manual_seed(5)

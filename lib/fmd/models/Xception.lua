@@ -9,6 +9,7 @@
 -- c1 c2 b1 b2 b3 b12 c3 c4 (channel widths) and middle (number of middle
 -- blocks, 8), used by the tests to build a tiny network of the same shape.
 local nn = require "fmd.nn"
+local C = require "fmd.core"
 -- fuse(conv, bn, x, relu) is relu(bn(conv(x))), in one kernel in eval
 -- without a graph (nn.fusion); the rep chains fuse the same way in nn.Sequential
 local fuse = nn.fusion.conv_bn
@@ -47,7 +48,10 @@ end
 function Block:forward(x)
   local skip = x
   if self.skip then skip = fuse(self.skip, self.skipbn, x) end
-  return self.rep(x) + skip
+  local y = self.rep(x)
+  -- without a graph the sum goes into rep's fresh output, as the PyTorch port's x += skip
+  if not C.is_grad_enabled() then return y:add_(skip) end
+  return y + skip
 end
 
 local Xception = nn.Module:extend("Xception")
