@@ -3,8 +3,8 @@
  * (numbers or pairs, defaults) is fmd.nn.functional, written on top of
  * these exact names:
  *   conv2d(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups)
- *   conv2d_bn(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups,
- *             bn_weight|nil, bn_bias|nil, running_mean, running_var, eps, relu)
+ *   conv2d_fused(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups, relu_in,
+ *                bn_weight|nil, bn_bias|nil, running_mean|nil, running_var|nil, eps, relu)
  *   max_pool2d(x, kh, kw, sh, sw, ph, pw)
  *   avg_pool2d(x, kh, kw, sh, sw, ph, pw)
  *   adaptive_avg_pool2d(x, oh, ow) */
@@ -27,15 +27,17 @@ static int l_conv2d(lua_State *L) {
     return 1;
 }
 
-static int l_conv2d_bn(lua_State *L) {
+static int l_conv2d_fused(lua_State *L) {
     fmd_tensor *x = fmd_lua_check_tensor(L, 1), *w = fmd_lua_check_tensor(L, 2), *b = fmd_lua_opt_tensor(L, 3);
     int a[7];
     for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
-    fmd_tensor *bw = fmd_lua_opt_tensor(L, 11), *bb = fmd_lua_opt_tensor(L, 12);
-    fmd_tensor *rm = fmd_lua_check_tensor(L, 13), *rv = fmd_lua_check_tensor(L, 14);
-    float eps = (float)luaL_checknumber(L, 15);
-    int relu = lua_toboolean(L, 16);
-    fmd_lua_push_tensor(L, fmd_conv2d_bn(x, w, b, a[0], a[1], a[2], a[3], a[4], a[5], a[6], bw, bb, rm, rv, eps, relu));
+    int relu_in = lua_toboolean(L, 11);
+    fmd_tensor *bw = fmd_lua_opt_tensor(L, 12), *bb = fmd_lua_opt_tensor(L, 13);
+    fmd_tensor *rm = fmd_lua_opt_tensor(L, 14), *rv = fmd_lua_opt_tensor(L, 15);
+    float eps = (float)luaL_optnumber(L, 16, 1e-5);
+    int relu = lua_toboolean(L, 17);
+    fmd_lua_push_tensor(L, fmd_conv2d_fused(x, w, b, a[0], a[1], a[2], a[3], a[4], a[5], a[6], relu_in, bw, bb, rm, rv,
+                                            eps, relu));
     return 1;
 }
 
@@ -63,7 +65,7 @@ static int l_adaptive_avg_pool2d(lua_State *L) {
 }
 
 void fmd_lua_open_conv(lua_State *L) {
-    static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"conv2d_bn", l_conv2d_bn}, {"max_pool2d", l_max_pool2d},
+    static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"conv2d_fused", l_conv2d_fused}, {"max_pool2d", l_max_pool2d},
                                    {"avg_pool2d", l_avg_pool2d}, {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
                                    {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);

@@ -423,13 +423,15 @@ int fmd_faces_prepare_dir(const char *dir, int clear);
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
 fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */,
                        int sh, int sw, int ph, int pw, int dh, int dw, int groups);
-/* conv2d, then an eval-mode batch_norm of its output (running stats; bn_*
- * are (O) or NULL) and, when relu, max(., 0): each sample's output is
- * normalised while it is still in cache. The same numbers as the three ops
- * in turn, but no graph: fails when an input requires grad in grad mode. */
-fmd_tensor *fmd_conv2d_bn(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
-                          int dw, int groups, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
-                          fmd_tensor *running_var, float eps, int relu);
+/* relu(batch_norm(conv2d(relu(x)))) with each part optional: relu_in,
+ * then an eval-mode batch_norm of the output when running_mean/var are given
+ * (bn_* are (O) or NULL), then relu. Each sample's output is normalised
+ * while it is still in cache, and the stride-1 depthwise kernels apply the
+ * first ReLU as they read x. The same numbers as the ops in turn, but no
+ * graph: fails when an input requires grad in grad mode. */
+fmd_tensor *fmd_conv2d_fused(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                             int dw, int groups, int relu_in, fmd_tensor *bn_weight, fmd_tensor *bn_bias,
+                             fmd_tensor *running_mean, fmd_tensor *running_var, float eps, int relu);
 fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in) w (out,in) b (out) or NULL */
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */

@@ -22,9 +22,11 @@
  *    register tiles of output channels x pixels, no im2col. It makes the
  *    output, the input gradient when C <= 64 too, and the weight gradient
  *    when O <= 32 (beyond that im2col+GEMM was faster).
- * fmd_conv2d_bn adds an epilogue, an eval-mode BatchNorm (and ReLU) applied
- * to each sample's output right after its GEMM (a pass of its own after the
- * direct, batched 1x1 and depthwise kernels).
+ * fmd_conv2d_fused adds, without a graph, a ReLU of the input (read as
+ * max(x, 0) by the stride-1 depthwise kernels as they pad a plane) and an
+ * epilogue, an eval-mode BatchNorm (and ReLU) applied to each sample's output
+ * right after its GEMM (a pass of its own after the direct, batched 1x1 and
+ * depthwise kernels).
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
@@ -195,6 +197,7 @@ typedef struct {
     float *y;                  /* (N,O,OH,OW) */
     const float *ea, *eb;      /* epilogue y = y * ea[o] + eb[o] (then max(y, 0) if erelu), or NULL */
     int erelu;
+    int relu_in;               /* x is read as max(x, 0) (the stride-1 depthwise kernels) */
     /* backward */
     const float *gy;           /* (N,O,OH,OW) */
     float *gx;                 /* (N,C,H,W) zeroed, or NULL */
@@ -406,10 +409,12 @@ static void dw_plane_bwd(const conv_geom *g, const float *restrict gy, const flo
  * Wp-wide layout are junk and never copied out). */
 static int64_t dw1_span(const conv_geom *g) { return (g->OH - 1) * (g->W + 2 * g->pw) + g->OW; }
 
-/* pad (Hp,Wp) = x (H,W) with a zero border. Plain loops, not memcpy: the
- * rows are short (16 floats in Xception's middle flow) and inlined into the
- * AVX2 clones they vectorise, where a libc call per row cost ~15%. */
-FMD_INLINE_COPIES static inline void dw1_pad(const conv_geom *g, const float *restrict x, float *restrict pad) {
+/* pad (Hp,Wp) = x (H,W) (max(x, 0) when relu: a ReLU before the conv, fused)
+ * with a zero border. Plain loops, not memcpy: the rows are short (16 floats
+ * in Xception's middle flow) and inlined into the AVX2 clones they
+ * vectorise, where a libc call per row cost ~15%. */
+FMD_INLINE_COPIES static inline void dw1_pad(const conv_geom *g, const float *restrict x, float *restrict pad,
+                                             int relu) {
     const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph, W = g->W, pw = g->pw;
     for (int64_t i = 0; i < g->ph * Wp; i++) pad[i] = 0;
     for (int64_t i = (g->ph + g->H) * Wp; i < Hp * Wp; i++) pad[i] = 0;
@@ -417,7 +422,8 @@ FMD_INLINE_COPIES static inline void dw1_pad(const conv_geom *g, const float *re
         float *restrict r = pad + (iy + g->ph) * Wp;
         const float *restrict s = x + iy * W;
         for (int64_t i = 0; i < pw; i++) r[i] = 0;
-        for (int64_t i = 0; i < W; i++) r[pw + i] = s[i];
+        if (relu) for (int64_t i = 0; i < W; i++) r[pw + i] = s[i] > 0 ? s[i] : 0;
+        else for (int64_t i = 0; i < W; i++) r[pw + i] = s[i];
         for (int64_t i = pw + W; i < Wp; i++) r[i] = 0;
     }
 }
@@ -437,9 +443,9 @@ static inline float dot16(const float *restrict a, const float *restrict b, int6
 // x plane (H,W) -> y plane (OH,OW); scratch: pad (Hp*Wp), acc (span)
 FMD_SIMD_CLONES FMD_INLINE_COPIES
 static void dw1_plane_fwd(const conv_geom *g, const float *restrict x, const float *restrict k, float bias,
-                          float *restrict y, float *restrict pad, float *restrict acc) {
+                          float *restrict y, float *restrict pad, float *restrict acc, int relu_in) {
     const int64_t Wp = g->W + 2 * g->pw, n = dw1_span(g), dw = g->dw;
-    dw1_pad(g, x, pad);
+    dw1_pad(g, x, pad, relu_in);
     for (int64_t i = 0; i < n; i++) acc[i] = bias;
     for (int64_t kh = 0; kh < g->KH; kh++) {
         const float *restrict src = pad + kh * g->dh * Wp;
@@ -473,7 +479,7 @@ static void dw1_plane_bwd(const conv_geom *g, const float *restrict gy, const fl
         if (oy + 1 < g->OH) for (int64_t i = g->OW; i < Wp; i++) d[i] = 0;
     }
     if (gk) {
-        dw1_pad(g, x, pad);
+        dw1_pad(g, x, pad, 0);
         for (int64_t kh = 0; kh < g->KH; kh++)
             for (int64_t kw = 0; kw < g->KW; kw++)
                 gk[kh * g->KW + kw] += dot16(gyp, pad + kh * g->dh * Wp + kw * dw, n);
@@ -584,8 +590,9 @@ static void dw3_taps(const float *restrict gpad, const float *restrict pad, int6
 
 // x plane (H,W) -> y plane (H,W); scratch: pad (H+2)*(W+2), then acc (span)
 FMD_SIMD_CLONES FMD_INLINE_COPIES
-static void dw3_plane_fwd(const conv_geom *g, const float *x, const float *k, float bias, float *y, float *pad) {
-    dw1_pad(g, x, pad);
+static void dw3_plane_fwd(const conv_geom *g, const float *x, const float *k, float bias, float *y, float *pad,
+                          int relu_in) {
+    dw1_pad(g, x, pad, relu_in);
     float *acc = pad + (g->H + 2) * (g->W + 2);
     if (g->W < DW3_ROWS_MIN_W) dw3_span(pad, g->H, g->W, k, bias, 0, acc, y);
     else dw3_rows(pad, g->H, g->W, k, bias, 0, y);
@@ -596,9 +603,9 @@ static void dw3_plane_fwd(const conv_geom *g, const float *x, const float *k, fl
 FMD_SIMD_CLONES FMD_INLINE_COPIES
 static void dw3_plane_bwd(const conv_geom *g, const float *gy, const float *x, const float *k, float *gx, int gx_set,
                           float *gk, float *pad, float *gpad) {
-    dw1_pad(g, gy, gpad);   /* gy has the input's shape: same padding */
+    dw1_pad(g, gy, gpad, 0);   /* gy has the input's shape: same padding */
     if (gk) {
-        dw1_pad(g, x, pad);
+        dw1_pad(g, x, pad, 0);
         dw3_taps(gpad, pad, g->H, g->W, gk);
     }
     if (gx) {
@@ -622,8 +629,8 @@ static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
         int64_t n = pl / g->O, o = pl % g->O, c = o / g->Og;
         const float *x = j->x + (n * g->C + c) * g->HW;
         float bias = j->b ? j->b[o] : 0.0f;
-        if (same3) dw3_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf);
-        else if (s1) dw1_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, buf + padn);
+        if (same3) dw3_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, j->relu_in);
+        else if (s1) dw1_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, buf + padn, j->relu_in);
         else dw_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW);
     }
 }
@@ -875,14 +882,24 @@ done:
 }
 
 // x is (N,C,H,W), w is (O,C/groups,KH,KW), b is (O) or NULL -> (N,O,OH,OW);
-// ea, eb (O) or NULL: the epilogue (no graph then, see fmd_conv2d_bn)
+// ea, eb (O) or NULL: the epilogue; relu_in: convolve max(x, 0) (no graph
+// with either, see fmd_conv2d_fused)
 static fmd_tensor *conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
-                                int dw, int groups, const float *ea, const float *eb, int erelu) {
+                                int dw, int groups, int relu_in, const float *ea, const float *eb, int erelu) {
     conv_job j = {0};
     if (conv_geometry(x, w, b, sh, sw, ph, pw, dh, dw, groups, &j.g)) return NULL;
     const conv_geom *g = &j.g;
     j.ea = ea; j.eb = eb; j.erelu = erelu;
-    fmd_tensor *xc = contiguous_nograd(x), *wc = xc ? contiguous_nograd(w) : NULL;
+    fmd_tensor *xc;
+    if (relu_in && !(g->depthwise && g->sh == 1 && g->sw == 1)) {   /* only those kernels read x as max(x, 0) */
+        int prev = fmd_set_grad_enabled(0);
+        xc = fmd_unary(FMD_RELU, x);
+        fmd_set_grad_enabled(prev);
+    } else {
+        j.relu_in = relu_in;
+        xc = contiguous_nograd(x);
+    }
+    fmd_tensor *wc = xc ? contiguous_nograd(w) : NULL;
     fmd_tensor *bc = (wc && b) ? contiguous_nograd(b) : NULL;
     int64_t shape[4] = {g->N, g->O, g->OH, g->OW};
     fmd_tensor *y = (wc && (bc || !b)) ? fmd_empty(4, shape) : NULL;
@@ -908,7 +925,7 @@ static fmd_tensor *conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int
     }
     if (j.failed) { fmd_fail("conv2d: out of memory for the column buffer"); goto fail; }
     fmd_tensor *in[3] = {x, w, b};
-    if (!ea && fmd_needs_grad(3, in)) {
+    if (!ea && !relu_in && fmd_needs_grad(3, in)) {
         fmd_node *n = fmd_node_new("conv2d", conv_backward, 3, in);
         if (!n) goto fail;
         /* x is needed only for the weight gradient (and then perhaps
@@ -930,26 +947,31 @@ fail:
 
 fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh, int dw,
                        int groups) {
-    return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, NULL, NULL, 0);
+    return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, 0, NULL, NULL, 0);
 }
 
-// conv2d as above, then an eval-mode batch_norm of its output channels (O)
-// and, when relu, max(., 0); no graph
-fmd_tensor *fmd_conv2d_bn(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
-                          int dw, int groups, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
-                          fmd_tensor *running_var, float eps, int relu) {
+// relu_in: conv2d of max(x, 0); then, with running stats, an eval-mode
+// batch_norm of the output channels (O); then, when relu, max(., 0); no graph
+fmd_tensor *fmd_conv2d_fused(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                             int dw, int groups, int relu_in, fmd_tensor *bn_weight, fmd_tensor *bn_bias,
+                             fmd_tensor *running_mean, fmd_tensor *running_var, float eps, int relu) {
     fmd_tensor *in[5] = {x, w, b, bn_weight, bn_bias};
     if (fmd_needs_grad(5, in))
-        return fmd_fail_null("conv2d_bn: records no graph, so no input may require grad while grad mode is on "
+        return fmd_fail_null("conv2d_fused: records no graph, so no input may require grad while grad mode is on "
                              "(use conv2d, batch_norm and relu)");
     if (w->ndim != 4)   /* conv_forward checks the rest; O sizes the coefficients */
         return fmd_fail_null("conv2d: weight must be 4-D (O,C/groups,KH,KW), got %dD", w->ndim);
+    int bn = running_mean || running_var || bn_weight || bn_bias;
+    if (!bn && !relu) return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, relu_in, NULL, NULL, 0);
     int64_t O = w->shape[0];
     float *coef = malloc(2 * (size_t)(O > 0 ? O : 1) * sizeof *coef);
-    if (!coef) return fmd_fail_null("conv2d_bn: out of memory");
+    if (!coef) return fmd_fail_null("conv2d_fused: out of memory");
     fmd_tensor *y = NULL;
-    if (!fmd_batch_norm_eval_coef(bn_weight, bn_bias, running_mean, running_var, O, eps, coef, coef + O))
-        y = conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, coef, coef + O, relu);
+    if (!bn) {   /* ReLU alone: y * 1 + 0 is y */
+        for (int64_t o = 0; o < O; o++) { coef[o] = 1.0f; coef[O + o] = 0.0f; }
+    }
+    if (!bn || !fmd_batch_norm_eval_coef(bn_weight, bn_bias, running_mean, running_var, O, eps, coef, coef + O))
+        y = conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, relu_in, coef, coef + O, relu);
     free(coef);
     return y;
 }

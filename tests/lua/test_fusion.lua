@@ -1,8 +1,9 @@
--- nn.fusion: conv + eval-mode BatchNorm2d (+ ReLU) as one kernel without a
--- graph (C.conv2d_bn). The fused numbers must equal the modules run in turn
--- bit for bit, on every conv kernel (per-sample GEMM, batched 1x1, im2col,
--- direct, depthwise), and fusion must step aside for hooks, training mode
--- and a recorded graph.
+-- nn.fusion: [ReLU] conv [eval-mode BatchNorm2d [ReLU]] as one kernel call
+-- without a graph (C.conv2d_fused). The fused numbers must equal the modules
+-- run in turn bit for bit, on every conv kernel (per-sample GEMM, batched
+-- 1x1, im2col, direct, depthwise, with the input ReLU read by the depthwise
+-- kernels or applied first by the others), and fusion must step aside for
+-- hooks, training mode and a recorded graph.
 local fmd = require "fmd"
 local nn = require "fmd.nn"
 local F = require "fmd.nn.functional"
@@ -21,13 +22,18 @@ local function eval_bn(c)
   return bn
 end
 
+local function span(...)
+  local p = nn.fusion.plan(...)
+  return p and p.n or 1
+end
+
 local function expect_same(a, b, what)
   expect_eq(fmd.shape_str(a), fmd.shape_str(b), what .. " shape")
   local worst, at = fmd.max_rel_err(a, b)
   expect(worst == 0, ("%s: fused differs from unfused by %g at element %d"):format(what, worst, at or -1))
 end
 
-test("conv2d_bn equals conv, batch_norm and relu in turn on every conv kernel", function()
+test("conv2d_fused equals relu, conv, batch_norm and relu in turn on every conv kernel", function()
   fmd.manual_seed(11)
   local cases = {   -- {name, N, C, H, O, conv options}
     {"1x1 per-sample GEMM", 3, 24, 20, 40, {}},
@@ -36,6 +42,9 @@ test("conv2d_bn equals conv, batch_norm and relu in turn on every conv kernel", 
     {"3x3 stride 2 (im2col), bias", 2, 3, 17, 8, {stride = 2, bias = true}},
     {"3x3 direct", 2, 8, 20, 16, {}},
     {"depthwise 3x3 same", 2, 12, 18, 12, {padding = 1, groups = 12}},
+    {"depthwise 3x3 narrow (span form)", 2, 6, 9, 6, {padding = 1, groups = 6}},
+    {"depthwise 3x3 pad 0 (stride 1 general)", 2, 6, 11, 12, {groups = 6, bias = true}},
+    {"depthwise 3x3 stride 2 (no padded copy)", 2, 6, 13, 6, {stride = 2, padding = 1, groups = 6}},
     {"1x1, one sample (GEMM split)", 1, 32, 16, 48, {}},
   }
   for _, c in ipairs(cases) do
@@ -49,10 +58,18 @@ test("conv2d_bn equals conv, batch_norm and relu in turn on every conv kernel", 
       fmd.no_grad(function()
         local want = bn(conv(x))
         if relu then want = want:relu() end
-        expect_eq(nn.fusion.span(conv, bn), 2, name)
+        expect_eq(span(conv, bn), 2, name)
         expect_same(nn.fusion.conv_bn(conv, bn, x, relu), want, name .. (relu and " + relu" or ""))
+        for _, use_bn in ipairs{false, true} do   -- a ReLU before the conv too
+          local w2 = conv(x:relu())
+          if use_bn then w2 = bn(w2) end
+          if relu then w2 = w2:relu() end
+          expect_same(conv:forward_fused(x, true, use_bn and bn or nil, relu), w2,
+            name .. " relu_in" .. (use_bn and " + bn" or "") .. (relu and " + relu" or ""))
+        end
       end)
     end
+    expect_eq(fmd.shape_str(x), fmd.shape_str(fmd.randn(N, Cin, H, H)))
   end
 end)
 
@@ -64,11 +81,17 @@ test("SeparableConv2d + BatchNorm2d + ReLU in nn.Sequential fuse with the same n
   local x = fmd.randn(2, 8, 12, 12)
   local want = seq(x)   -- grad mode on: a graph is recorded, nothing fuses
   expect(want.requires_grad, "the reference forward recorded a graph")
-  expect_eq(nn.fusion.span(seq[2], seq[3], seq[4]), 1, "no fusion in grad mode")
+  expect_eq(span(seq[1], seq[2], seq[3], seq[4]), 1, "no fusion in grad mode")
   fmd.no_grad(function()
-    expect_eq(nn.fusion.span(seq[2], seq[3], seq[4]), 3, "sep conv + bn + relu")
-    expect_eq(nn.fusion.span(seq[5], seq[6], seq[7]), 2, "sep conv + bn, then a max-pool")
+    expect_eq(span(seq[1], seq[2], seq[3], seq[4]), 4, "relu + sep conv + bn + relu")
+    expect_eq(span(seq[2], seq[3], seq[4]), 3, "sep conv + bn + relu")
+    expect_eq(span(seq[5], seq[6], seq[7]), 2, "sep conv + bn, then a max-pool")
+    expect_eq(span(seq[4], seq[5], seq[7]), 2, "relu + sep conv, then no BatchNorm")
+    expect_eq(span(seq[4], seq[6]), 1, "a ReLU alone")
+    expect_eq(span(nn.ReLU(), nn.Conv2d(8, 8, 1), eval_bn(8)), 1, "a leading ReLU only before a SeparableConv2d")
+    local x0 = x:clone()
     expect_same(seq(x), want:detach(), "Sequential")
+    expect_same(x, x0, "the input of the fused ReLU is left as it was")
   end)
 end)
 
@@ -81,45 +104,51 @@ test("fusion steps aside for hooks, training mode and subclasses", function()
     local want = seq(x)
     local seen = 0
     local h = bn:register_forward_hook(function(_, _, out) seen = seen + 1; expect(out:min():item() < 0) end)
-    expect_eq(nn.fusion.span(conv, bn, relu), 1, "hook on the BatchNorm")
+    expect_eq(span(conv, bn, relu), 1, "hook on the BatchNorm")
     expect_same(seq(x), want, "hooked")
     expect_eq(seen, 1, "the hook saw the BatchNorm's own output")
     h.remove()
     h = relu:register_forward_hook(function() seen = seen + 1 end)
-    expect_eq(nn.fusion.span(conv, bn, relu), 2, "hook on the ReLU: conv + bn only")
+    expect_eq(span(conv, bn, relu), 2, "hook on the ReLU: conv + bn only")
     expect_same(seq(x), want, "ReLU hooked")
     expect_eq(seen, 2)
     h.remove()
     local sep = nn.SeparableConv2d(4, 6, 3, 1, 1)
     h = sep.pointwise:register_forward_pre_hook(function() end)
-    expect_eq(nn.fusion.span(sep, bn), 1, "hook inside the separable conv")
+    expect_eq(span(sep, bn), 1, "hook inside the separable conv")
     h.remove()
+    h = sep.conv1:register_forward_hook(function() end)
+    expect_eq(span(nn.ReLU(), sep, bn), 1, "hook on the depthwise conv")
+    h.remove()
+    expect_eq(span(nn.ReLU(), sep, bn), 3)
     bn:train()
-    expect_eq(nn.fusion.span(conv, bn, relu), 1, "training-mode BatchNorm")
+    expect_eq(span(conv, bn, relu), 1, "training-mode BatchNorm")
     local before = bn.running_mean:clone()
     seq(x)
     expect(fmd.max_rel_err(bn.running_mean, before) > 0, "training mode still updates the running stats")
     bn:eval()
     local MyConv = nn.Conv2d:extend("MyConv")
-    expect_eq(nn.fusion.span(MyConv(4, 6, 1), bn), 1, "a subclass may change forward")
+    expect_eq(span(MyConv(4, 6, 1), bn), 1, "a subclass may change forward")
   end)
 end)
 
-test("conv2d_bn: a graph, wrong BatchNorm sizes and missing stats are clear errors", function()
+test("conv2d_fused: a graph, wrong BatchNorm sizes and missing stats are clear errors", function()
   local C = require "fmd.core"
   local x, w = fmd.randn(1, 2, 4, 4), fmd.randn(3, 2, 1, 1):requires_grad_()
   local rm, rv = fmd.zeros(3), fmd.ones(3)
-  expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 1e-5, false) end,
-    "conv2d_bn: records no graph")
+  local function call(xx, bw, r_m, r_v, relu)   -- eps 0: mean 0, var 1 is the identity
+    return C.conv2d_fused(xx, w, nil, 1, 1, 0, 0, 1, 1, 1, false, bw, nil, r_m, r_v, 0, relu)
+  end
+  expect_error(function() call(x, nil, rm, rv, false) end, "conv2d_fused: records no graph")
   fmd.no_grad(function()
-    expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, fmd.zeros(4), rv, 1e-5, false) end,
-      "batch_norm: running_mean [4] should be [3]")
-    expect_error(function() C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, fmd.ones(2), nil, rm, rv, 1e-5, false) end,
-      "batch_norm: weight [2] should be [3]")
-    expect_error(function() C.conv2d_bn(fmd.randn(1, 5, 4, 4), w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 1e-5,
-      false) end, "conv2d: input [1 x 5 x 4 x 4] has 5 channels")
-    local y = C.conv2d_bn(x, w, nil, 1, 1, 0, 0, 1, 1, 1, nil, nil, rm, rv, 0, true)
-    expect_same(y, F.conv2d(x, w):relu(), "identity BatchNorm")
+    expect_error(function() call(x, nil, fmd.zeros(4), rv, false) end, "batch_norm: running_mean [4] should be [3]")
+    expect_error(function() call(x, fmd.ones(2), rm, rv, false) end, "batch_norm: weight [2] should be [3]")
+    expect_error(function() call(x, fmd.ones(3), nil, nil, false) end, "needs running_mean and running_var")
+    expect_error(function() call(fmd.randn(1, 5, 4, 4), nil, rm, rv, false) end,
+      "conv2d: input [1 x 5 x 4 x 4] has 5 channels")
+    expect_same(call(x, nil, rm, rv, true), F.conv2d(x, w):relu(), "identity BatchNorm")
+    expect_same(call(x, nil, nil, nil, true), F.conv2d(x, w):relu(), "ReLU alone")
+    expect_same(call(x, nil, nil, nil, false), F.conv2d(x, w), "nothing fused")
   end)
 end)
 

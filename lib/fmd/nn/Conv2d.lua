@@ -41,12 +41,13 @@ function Conv2d:forward(x)
   return C.conv2d(x, self.weight, self.bias, s[1], s[2], p[1], p[2], d[1], d[2], self.groups)
 end
 
--- this conv, then the eval-mode BatchNorm2d bn (and max(., 0) when relu) in
--- one kernel without a graph; nn.fusion decides when
-function Conv2d:forward_bn(x, bn, relu)
+-- relu(bn(conv(relu(x)))) without a graph, each part when asked (bn an
+-- eval-mode BatchNorm2d or nil), in one kernel call; nn.fusion decides when
+function Conv2d:forward_fused(x, relu_in, bn, relu)
   local s, p, d = self.stride, self.padding, self.dilation
-  return C.conv2d_bn(x, self.weight, self.bias, s[1], s[2], p[1], p[2], d[1], d[2], self.groups,
-    bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, relu and true or false)
+  return C.conv2d_fused(x, self.weight, self.bias, s[1], s[2], p[1], p[2], d[1], d[2], self.groups,
+    relu_in and true or false, bn and bn.weight, bn and bn.bias, bn and bn.running_mean, bn and bn.running_var,
+    bn and bn.eps, relu and true or false)
 end
 
 function Conv2d:extra_repr()

@@ -21,7 +21,10 @@ end
 
 function SeparableConv2d:forward(x) return self.pointwise(self.conv1(x)) end
 
--- with an eval-mode BatchNorm2d (and ReLU) fused into the pointwise conv (nn.fusion)
-function SeparableConv2d:forward_bn(x, bn, relu) return self.pointwise:forward_bn(self.conv1(x), bn, relu) end
+-- without a graph: the ReLU before it read by the depthwise conv, and an
+-- eval-mode BatchNorm2d (and ReLU) after it applied by the pointwise conv (nn.fusion)
+function SeparableConv2d:forward_fused(x, relu_in, bn, relu)
+  return self.pointwise:forward_fused(self.conv1:forward_fused(x, relu_in), false, bn, relu)
+end
 
 return SeparableConv2d

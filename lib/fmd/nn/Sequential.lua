@@ -40,22 +40,22 @@ end
 
 function Sequential.__len(self) return #rawget(self, "_modules_names") end
 
--- Without a graph, a conv followed by an eval-mode BatchNorm2d (and a ReLU)
--- runs as one kernel (nn.fusion); the numbers are the same.
+-- Without a graph, [ReLU] conv [BatchNorm2d [ReLU]] runs as one kernel
+-- call (nn.fusion); the numbers are the same.
 function Sequential:forward(x, ...)
   local names, mods = rawget(self, "_modules_names"), rawget(self, "_modules")
   local i = 1
   while names[i] do
     local m = mods[names[i]]
-    local n = fusion.span(m, mods[names[i + 1]], mods[names[i + 2]])
+    local p = fusion.plan(m, mods[names[i + 1]], mods[names[i + 2]], mods[names[i + 3]])
     local ok, res
-    if n > 1 then ok, res = pcall(m.forward_bn, m, x, mods[names[i + 1]], n == 3)
+    if p then ok, res = pcall(fusion.run, p, x)
     else ok, res = pcall(m, x, ...) end
     if not ok then
       error(("in module %d (%s) of %s: %s"):format(i, m.__name, self.__name, tostring(res)), 0)
     end
     x = res
-    i = i + n
+    i = i + (p and p.n or 1)
   end
   return x
 end

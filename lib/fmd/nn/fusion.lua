@@ -1,10 +1,12 @@
--- fmd.nn.fusion: a conv followed by an eval-mode BatchNorm2d (and a ReLU)
--- run as one kernel when no graph is recorded (C.conv2d_bn): each sample's
--- conv output is normalised while it is still in cache instead of in
--- another pass over memory. The numbers are the same as the modules in
--- turn (tests/lua/test_fusion.lua checks they are equal bit for bit), so
--- this is an eval-time speed-up only, used by nn.Sequential and by models
--- that chain a conv and its BatchNorm in their own forward (Xception).
+-- fmd.nn.fusion: without a graph, a ReLU, a conv, an eval-mode BatchNorm2d
+-- and a ReLU that follow each other run as one kernel call
+-- (C.conv2d_fused): the stride-1 depthwise conv of a SeparableConv2d reads
+-- its input as max(x, 0) while it pads each plane, and each sample's conv
+-- output is normalised (and rectified) while it is still in cache, instead
+-- of further passes over memory. The numbers are those of the modules in
+-- turn, bit for bit (tests/lua/test_fusion.lua), so this is an eval-time
+-- speed-up only, used by nn.Sequential and by models that chain a conv and
+-- its BatchNorm in their own forward (Xception).
 --
 -- It applies only to the exact classes nn.Conv2d / nn.SeparableConv2d,
 -- nn.BatchNorm2d (eval mode, running stats) and nn.ReLU, none of them with
@@ -20,27 +22,41 @@ local function hooked(m)
 end
 
 local function conv_ok(m)
-  if hooked(m) then return false end
+  if m == nil or hooked(m) then return false end
   if m.__name == "nn.Conv2d" then return true end
-  return m.__name == "nn.SeparableConv2d" and not hooked(m.pointwise)
+  return m.__name == "nn.SeparableConv2d" and not hooked(m.conv1) and not hooked(m.pointwise)
 end
 
 local function bn_ok(m)
-  return m.__name == "nn.BatchNorm2d" and not m.training and m.track_running_stats and not hooked(m)
+  return m ~= nil and m.__name == "nn.BatchNorm2d" and not m.training and m.track_running_stats and not hooked(m)
 end
 
 local function relu_ok(m) return m ~= nil and m.__name == "nn.ReLU" and not hooked(m) end
 
--- how many of the modules a, b, c (b, c may be nil) one fused call runs:
--- 3 (conv, BatchNorm, ReLU), 2 (conv, BatchNorm) or 1 (no fusion)
-function fusion.span(a, b, c)
-  if C.is_grad_enabled() or b == nil or not bn_ok(b) or not conv_ok(a) then return 1 end
-  return relu_ok(c) and 3 or 2
+-- The fused call that runs modules a, b, c, d (later ones may be nil) from
+-- the first: {n = modules covered, conv =, relu_in =, bn =, relu =}, or nil
+-- when nothing fuses. Patterns: [ReLU] conv [BatchNorm2d [ReLU]], with the
+-- leading ReLU only before a SeparableConv2d (its depthwise conv reads it)
+-- and at least two modules in all.
+function fusion.plan(a, b, c, d)
+  if C.is_grad_enabled() then return nil end
+  local relu_in = relu_ok(a) and b ~= nil and b.__name == "nn.SeparableConv2d" and conv_ok(b)
+  if relu_in then a, b, c = b, c, d end
+  if not conv_ok(a) then return nil end
+  local bn = bn_ok(b) and b or nil
+  if not bn and not relu_in then return nil end
+  local relu = bn ~= nil and relu_ok(c)
+  return {n = (relu_in and 1 or 0) + 1 + (bn and 1 or 0) + (relu and 1 or 0), conv = a, relu_in = relu_in,
+          bn = bn, relu = relu}
 end
 
--- relu(bn(conv(x))) (relu when asked), fused when fusion.span allows
+-- runs plan p (from fusion.plan) on x
+function fusion.run(p, x) return p.conv:forward_fused(x, p.relu_in, p.bn, p.relu) end
+
+-- relu(bn(conv(x))) (relu when asked), one kernel call when fusion allows
 function fusion.conv_bn(conv, bn, x, relu)
-  if fusion.span(conv, bn) > 1 then return conv:forward_bn(x, bn, relu) end
+  local p = fusion.plan(conv, bn)
+  if p then return conv:forward_fused(x, false, bn, relu) end
   local y = bn(conv(x))
   if relu then y = F.relu(y, true) end
   return y
