@@ -891,7 +891,9 @@ static fmd_tensor *conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int
     const conv_geom *g = &j.g;
     j.ea = ea; j.eb = eb; j.erelu = erelu;
     fmd_tensor *xc;
-    if (relu_in && !(g->depthwise && g->sh == 1 && g->sw == 1)) {   /* only those kernels read x as max(x, 0) */
+    /* only the stride-1 depthwise kernels read x as max(x, 0) (a depthwise
+     * conv of one channel may go to the direct kernel instead) */
+    if (relu_in && !(g->depthwise && g->sh == 1 && g->sw == 1 && !direct_ok(g))) {
         int prev = fmd_set_grad_enabled(0);
         xc = fmd_unary(FMD_RELU, x);
         fmd_set_grad_enabled(prev);

@@ -41,6 +41,7 @@ test("conv2d_fused equals relu, conv, batch_norm and relu in turn on every conv 
     {"1x1 stride 2 (im2col)", 2, 8, 15, 12, {stride = 2}},
     {"3x3 stride 2 (im2col), bias", 2, 3, 17, 8, {stride = 2, bias = true}},
     {"3x3 direct", 2, 8, 20, 16, {}},
+    {"3x3 of one channel (depthwise, but the direct kernel)", 2, 1, 20, 8, {}},
     {"depthwise 3x3 same", 2, 12, 18, 12, {padding = 1, groups = 12}},
     {"depthwise 3x3 narrow (span form)", 2, 6, 9, 6, {padding = 1, groups = 6}},
     {"depthwise 3x3 pad 0 (stride 1 general)", 2, 6, 11, 12, {groups = 6, bias = true}},
