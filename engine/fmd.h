@@ -442,6 +442,11 @@ fmd_tensor *fmd_adaptive_avg_pool2d(fmd_tensor *x, int oh, int ow);
 fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
                            fmd_tensor *running_mean, fmd_tensor *running_var,
                            int training, float momentum, float eps);
+/* max(batch_norm(...), 0) as one node: the ReLU costs no pass or tensor of
+ * its own, forward or backward; the numbers of batch_norm then relu */
+fmd_tensor *fmd_batch_norm_relu(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
+                                fmd_tensor *running_mean, fmd_tensor *running_var,
+                                int training, float momentum, float eps);
 /* the per-channel y = x * scale + shift of an eval-mode batch_norm over C
  * channels, as fmd_batch_norm computes it; 0 or -1 */
 int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,

@@ -12,6 +12,10 @@
  *   gbias = sum gy, gweight = sum gy xhat
  *   training: gx = w invstd (gy - gbias/M - xhat gweight/M)
  *   eval:     gx = w invstd gy   (the statistics are constants)
+ * fmd_batch_norm_relu is max(y, 0) in the same call: the forward rectifies
+ * as it writes, and the backward masks gy by y > 0 (the output it saved) as
+ * it reads, instead of a ReLU node with a pass and a tensor of its own each
+ * way; the numbers are those of batch_norm then relu.
  * Channels are independent, so both passes split channels over the pool and
  * every thread writes only its own channels (output, stats, gradients).
  * Sums run in double, and the variance is a second pass over (x - mean)^2,
@@ -25,6 +29,7 @@
 typedef struct {
     int64_t N, C, S;     /* x viewed as (N, C, S) */
     int training;
+    int relu;            /* y = max(batch_norm(x), 0) */
     float *mean, *invstd;   /* (C): the statistics the forward used */
 } bn_ctx;
 
@@ -80,10 +85,21 @@ static void plane_gsums(const float *restrict gy, const float *restrict x, int64
     *sg += s; *sgx += t;
 }
 
-// y = x * a + b over a plane
+// g = gy where the fused ReLU's output y is > 0, else 0: the gradient a
+// ReLU node would have passed on, one plane at a time in a scratch buffer,
+// so that the sums below are batch_norm's own, bit for bit
 FMD_SIMD_CLONES
-static void plane_affine(const float *restrict x, float *restrict y, int64_t n, float a, float b) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
+static void plane_mask(const float *restrict gy, const float *restrict y, float *restrict g, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = y[i] > 0 ? gy[i] : 0;
+}
+
+// y = x * a + b over a plane, then max(y, 0) when relu
+FMD_SIMD_CLONES
+static void plane_affine(const float *restrict x, float *restrict y, int64_t n, float a, float b, int relu) {
+    if (relu)
+        for (int64_t i = 0; i < n; i++) { float v = x[i] * a + b; y[i] = v > 0 ? v : 0; }
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
 /* eval: the statistics are the running ones */
@@ -139,7 +155,8 @@ static void bn_fwd_task(void *p, int ith, int nth) {
         g->invstd[c] = (float)invstd;
         float af, shift;
         affine_coef(j->weight, j->bias, c, mean, invstd, &af, &shift);
-        for (int64_t n = 0; n < N; n++) plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift);
+        for (int64_t n = 0; n < N; n++)
+            plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift, g->relu);
     }
 }
 
@@ -147,8 +164,10 @@ static void bn_fwd_task(void *p, int ith, int nth) {
 typedef struct {
     const bn_ctx *g;
     const float *x, *gy;
+    const float *y;        /* the fused ReLU's output (masks gy), or NULL */
     fmd_tensor *weight;
     float *gx, *gw, *gb;   /* any may be NULL */
+    int failed;            /* out of memory for a thread's scratch plane */
 } bn_bwd_job;
 
 // gx = k (gy - mg - (x - mean) cx) over a plane
@@ -158,15 +177,27 @@ static void plane_gx(const float *restrict gy, const float *restrict x, float *r
     for (int64_t i = 0; i < n; i++) gx[i] = k * (gy[i] - mg - (x[i] - mean) * cx);
 }
 
+// gy's plane at o, masked into gm by the fused ReLU when there is one
+static const float *gy_plane(const bn_bwd_job *j, int64_t o, float *gm, int64_t S) {
+    if (!gm) return j->gy + o;
+    plane_mask(j->gy + o, j->y + o, gm, S);
+    return gm;
+}
+
 static void bn_bwd_task(void *p, int ith, int nth) {
     bn_bwd_job *j = p;
     const bn_ctx *g = j->g;
     int64_t c0, c1, N = g->N, C = g->C, S = g->S, M = N * S;
     fmd_split(C, ith, nth, &c0, &c1);
+    float *gm = NULL;   /* the masked plane of gy (fused ReLU) */
+    if (j->y && c0 < c1 && !(gm = malloc((size_t)(S > 0 ? S : 1) * sizeof *gm))) { j->failed = 1; return; }
     for (int64_t c = c0; c < c1; c++) {
         float mean = g->mean[c], invstd = g->invstd[c];
         double sg = 0, sgx = 0;   /* sum gy, sum gy * (x - mean) */
-        for (int64_t n = 0; n < N; n++) plane_gsums(j->gy + (n * C + c) * S, j->x + (n * C + c) * S, S, mean, &sg, &sgx);
+        for (int64_t n = 0; n < N; n++) {
+            int64_t o = (n * C + c) * S;
+            plane_gsums(gy_plane(j, o, gm, S), j->x + o, S, mean, &sg, &sgx);
+        }
         if (j->gb) j->gb[c] = (float)sg;
         if (j->gw) j->gw[c] = (float)(sgx * invstd);
         if (!j->gx) continue;
@@ -175,12 +206,18 @@ static void bn_bwd_task(void *p, int ith, int nth) {
         if (g->training) {
             /* gx = k (gy - sg/M - (x - mean) invstd^2 sgx/M) */
             float mg = (float)(sg / (double)M), cx = (float)(sgx / (double)M * invstd * invstd);
-            for (int64_t n = 0; n < N; n++)
-                plane_gx(j->gy + (n * C + c) * S, j->x + (n * C + c) * S, j->gx + (n * C + c) * S, S, k, mg, mean, cx);
+            for (int64_t n = 0; n < N; n++) {
+                int64_t o = (n * C + c) * S;
+                plane_gx(gy_plane(j, o, gm, S), j->x + o, j->gx + o, S, k, mg, mean, cx);
+            }
         } else {
-            for (int64_t n = 0; n < N; n++) plane_affine(j->gy + (n * C + c) * S, j->gx + (n * C + c) * S, S, k, 0.0f);
+            for (int64_t n = 0; n < N; n++) {
+                int64_t o = (n * C + c) * S;
+                plane_affine(gy_plane(j, o, gm, S), j->gx + o, S, k, 0.0f, 0);
+            }
         }
     }
+    free(gm);
 }
 
 static void run_channels(fmd_task_fn fn, void *job, int64_t numel) {
@@ -193,21 +230,23 @@ static int bn_backward(fmd_node *nd, fmd_tensor *gy) {
     fmd_tensor *x = nd->inputs[0], *w = nd->inputs[1], *b = nd->inputs[2];
     int want_x = x->requires_grad, want_w = w && w->requires_grad, want_b = b && b->requires_grad;
     fmd_tensor *gc = plain_contiguous(gy), *xc = plain_contiguous(nd->saved[0]);
+    fmd_tensor *yc = g->relu ? plain_contiguous(nd->saved[2]) : NULL;   /* the fused ReLU's output */
     fmd_tensor *gx = NULL, *gw = NULL, *gb = NULL;
     int rc = -1;
-    if (!gc || !xc) goto done;
+    if (!gc || !xc || (g->relu && !yc)) goto done;
     if (want_x && !(gx = fmd_empty(x->ndim, x->shape))) goto done;
     if (want_w && !(gw = fmd_empty(1, &g->C))) goto done;
     if (want_b && !(gb = fmd_empty(1, &g->C))) goto done;
-    bn_bwd_job j = {g, fmd_data(xc), fmd_data(gc), nd->saved[1], gx ? fmd_data(gx) : NULL,
-                    gw ? fmd_data(gw) : NULL, gb ? fmd_data(gb) : NULL};
+    bn_bwd_job j = {g, fmd_data(xc), fmd_data(gc), yc ? fmd_data(yc) : NULL, nd->saved[1],
+                    gx ? fmd_data(gx) : NULL, gw ? fmd_data(gw) : NULL, gb ? fmd_data(gb) : NULL, 0};
     run_channels(bn_bwd_task, &j, fmd_numel(xc));
+    if (j.failed) { fmd_fail("batch_norm backward: out of memory"); goto done; }
     if (gx && fmd_accumulate_grad(x, gx)) goto done;
     if (gw && fmd_accumulate_grad(w, gw)) goto done;
     if (gb && fmd_accumulate_grad(b, gb)) goto done;
     rc = 0;
 done:
-    fmd_release(gc); fmd_release(xc); fmd_release(gx); fmd_release(gw); fmd_release(gb);
+    fmd_release(gc); fmd_release(xc); fmd_release(yc); fmd_release(gx); fmd_release(gw); fmd_release(gb);
     return rc;
 }
 
@@ -242,9 +281,10 @@ int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *r
     return 0;
 }
 
-// x is (N,C) or (N,C,H,W) (any (N,C,*)); weight, bias, running_* are (C) or NULL
-fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
-                           fmd_tensor *running_var, int training, float momentum, float eps) {
+// x is (N,C) or (N,C,H,W) (any (N,C,*)); weight, bias, running_* are (C) or
+// NULL; relu: max(., 0) of the result in the same node
+static fmd_tensor *batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                              fmd_tensor *running_var, int training, float momentum, float eps, int relu) {
     char a[128];
     if (!x) return fmd_fail_null("batch_norm: input is required");
     if (x->ndim < 2)
@@ -266,7 +306,7 @@ fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, 
                              fmd_shape_str(a, sizeof a, x->ndim, x->shape));
     bn_ctx *g = malloc(sizeof *g + 2 * (size_t)(C > 0 ? C : 1) * sizeof(float));
     if (!g) return fmd_fail_null("batch_norm: out of memory");
-    g->N = N; g->C = C; g->S = S; g->training = training ? 1 : 0;
+    g->N = N; g->C = C; g->S = S; g->training = training ? 1 : 0; g->relu = relu;
     g->mean = (float *)(g + 1);
     g->invstd = g->mean + C;
     fmd_tensor *xc = plain_contiguous(x), *y = xc ? fmd_empty(x->ndim, x->shape) : NULL;
@@ -276,14 +316,27 @@ fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, 
     fmd_release(xc);
     fmd_tensor *ins[3] = {x, weight, bias};
     if (fmd_needs_grad(3, ins)) {
-        fmd_node *n = fmd_node_new("batch_norm", bn_backward, 3, ins);
+        fmd_node *n = fmd_node_new(relu ? "batch_norm_relu" : "batch_norm", bn_backward, 3, ins);
         if (!n) { fmd_release(y); free(g); return NULL; }
         n->ctx = g;
         n->saved[0] = fmd_alias(x);
         n->saved[1] = weight ? fmd_alias(weight) : NULL;
+        /* the output, for the ReLU's mask (the next layer keeps it anyway) */
+        n->saved[2] = relu ? fmd_alias(y) : NULL;
         fmd_node_attach(y, n);
+        if (relu && !n->saved[2]) { fmd_release(y); return NULL; }
     } else {
         free(g);
     }
     return y;
+}
+
+fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                           fmd_tensor *running_var, int training, float momentum, float eps) {
+    return batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, 0);
+}
+
+fmd_tensor *fmd_batch_norm_relu(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                                fmd_tensor *running_var, int training, float momentum, float eps) {
+    return batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, 1);
 }

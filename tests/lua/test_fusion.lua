@@ -153,6 +153,70 @@ test("conv2d_fused: a graph, wrong BatchNorm sizes and missing stats are clear e
   end)
 end)
 
+test("batch_norm_relu: forward, running stats and gradients equal batch_norm then relu, bit for bit", function()
+  local C = require "fmd.core"
+  fmd.manual_seed(15)
+  for _, training in ipairs{true, false} do
+    for _, shape in ipairs{{4, 6, 9, 9}, {3, 5, 40, 40}, {8, 3}} do
+      local x0 = fmd.randn(table.unpack(shape))
+      local c = shape[2]
+      local w0, b0 = fmd.randn(c), fmd.randn(c)
+      local rm0, rv0 = fmd.randn(c) * 0.1, fmd.rand(c) + 0.5
+      local gy = fmd.randn(table.unpack(shape))
+      local function run(fused)
+        local x, w, b = x0:clone():requires_grad_(), w0:clone():requires_grad_(), b0:clone():requires_grad_()
+        local rm, rv = rm0:clone(), rv0:clone()
+        local y
+        if fused then y = C.batch_norm_relu(x, w, b, rm, rv, training, 0.1, 1e-5)
+        else y = C.batch_norm(x, w, b, rm, rv, training, 0.1, 1e-5):relu() end
+        (y * gy):sum():backward()
+        return {y:detach(), x.grad, w.grad, b.grad, rm, rv}
+      end
+      local a, u = run(true), run(false)
+      local what = ("%s %s"):format(training and "training" or "eval", fmd.shape_str(x0))
+      for k, name in ipairs{"y", "x.grad", "weight.grad", "bias.grad", "running_mean", "running_var"} do
+        expect_same(a[k], u[k], what .. " " .. name)
+      end
+      expect(a[1]:min():item() == 0 and a[2]:abs():max():item() > 0, what .. ": some outputs rectified, gradients flow")
+    end
+  end
+end)
+
+test("BatchNorm2d then ReLU fuse while training too; a whole model's gradients are unchanged", function()
+  fmd.manual_seed(16)
+  local function net()
+    fmd.manual_seed(17)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(true), nn.SeparableConv2d(8, 8, 3, 1, 1),
+      nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+  end
+  local fused, plain = net(), net()
+  local x = fmd.randn(4, 3, 10, 10)
+  expect_eq(span(fused[2], fused[3]), 2, "BatchNorm2d + ReLU in grad mode")
+  expect_eq(span(fused[1], fused[2], fused[3]), 1, "conv + BatchNorm only fuse without a graph")
+  local h = plain[2]:register_forward_hook(function() end)   -- a hook turns the fusion off in `plain`
+  expect_eq(span(plain[2], plain[3]), 1, "hooked BatchNorm")
+  local lf, lp = fused(x):sum(), plain(x):sum()
+  expect_same(lf:detach(), lp:detach(), "loss")
+  lf:backward(); lp:backward()
+  local function grads(m)
+    local g = {}
+    for name, t in m:named_parameters() do g[name] = t.grad end
+    return g
+  end
+  local gf, gp, count = grads(fused), grads(plain), 0
+  for name, g in pairs(gp) do
+    expect(gf[name], "gradient of " .. name)
+    expect_same(gf[name], g, name .. " grad")
+    count = count + 1
+  end
+  expect_eq(count, 10, "parameters with gradients")
+  local sf, sp = fused:state_dict(), plain:state_dict()
+  for _, name in ipairs{"1.running_mean", "1.running_var", "4.running_mean", "4.running_var"} do
+    expect_same(sf[name], sp[name], name)
+  end
+  h.remove()
+end)
+
 test("Xception eval without a graph (fused) equals the forward with a graph", function()
   fmd.manual_seed(14)
   local net = models.load_model("Xception", {num_classes = 2, widths = {c1 = 4, c2 = 8, b1 = 8, b2 = 12, b3 = 16, b12 = 20, c3 = 24,

@@ -88,6 +88,20 @@ test("gradcheck batch_norm: training (4-D and 2-D), eval, no affine", function()
     {x}, 2e-2)
 end)
 
+test("gradcheck batch_norm_relu: training and eval (the fused ReLU masks the gradient)", function()
+  fmd.manual_seed(26)
+  -- bias 0.3 and a spread-out x: some outputs on either side of 0, none
+  -- within the finite-difference step of it
+  local x, w, b = fmd.randn(3, 2, 3, 3) * 2, fmd.rand(2) + 0.5, fmd.tensor{0.3, -0.2}
+  gradcheck("bn_relu train", weighted(function() return fmd.batch_norm_relu(x, w, b, nil, nil, true, 0.1, 1e-5) end),
+    {x, w, b}, 2e-2)
+  local rm, rv = fmd.randn(2), fmd.rand(2) + 0.5
+  gradcheck("bn_relu eval", weighted(function() return fmd.batch_norm_relu(x, w, b, rm, rv, false, 0.1, 1e-5) end),
+    {x, w, b}, 2e-2)
+  local y = fmd.no_grad(function() return fmd.batch_norm_relu(x, w, b, nil, nil, true, 0.1, 1e-5) end)
+  expect(y:min():item() == 0 and y:max():item() > 0, "both sides of the ReLU are exercised")
+end)
+
 test("gradcheck softmax, log_softmax along every dim", function()
   fmd.manual_seed(23)
   local x = fmd.randn(2, 3, 4)

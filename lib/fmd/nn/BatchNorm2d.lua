@@ -46,6 +46,14 @@ function BatchNorm2d:forward(x)
     self.momentum, self.eps)
 end
 
+-- max(self(x), 0) as one node, with or without a graph: the ReLU costs no
+-- pass or tensor of its own (nn.fusion decides when)
+function BatchNorm2d:forward_relu(x)
+  local training = self.training or not self.track_running_stats
+  return C.batch_norm_relu(x, self.weight, self.bias, self.running_mean, self.running_var, training,
+    self.momentum, self.eps)
+end
+
 function BatchNorm2d:extra_repr()
   local py = util.py
   return ("%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s"):format(self.num_features, py(self.eps),
