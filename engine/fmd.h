@@ -254,6 +254,14 @@ void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
 #define FMD_SIMD_CLONES_V4
 #endif
 
+/* batch_norm's pieces that conv2d_fused's epilogue shares (nn_norm.c): the
+ * per-channel y = x * scale + shift of an eval-mode batch_norm over C
+ * channels, as fmd_batch_norm computes it (0 or -1), and its plane loop
+ * y = x * a + b, then max(y, 0) when relu (y may be x) */
+int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
+                             fmd_tensor *running_var, int64_t C, float eps, float *scale, float *shift);
+void fmd_plane_affine(const float *x, float *y, int64_t n, float a, float b, int relu);
+
 /* direct conv2d, stride 1, no padding, dilation 1, groups 1
  * (nn_conv_direct.c): x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL,
  * y (N,O,H-KH+1,W-KW+1) written whole */
@@ -447,10 +455,6 @@ fmd_tensor *fmd_batch_norm(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
 fmd_tensor *fmd_batch_norm_relu(fmd_tensor *x, fmd_tensor *weight, fmd_tensor *bias,
                                 fmd_tensor *running_mean, fmd_tensor *running_var,
                                 int training, float momentum, float eps);
-/* the per-channel y = x * scale + shift of an eval-mode batch_norm over C
- * channels, as fmd_batch_norm computes it; 0 or -1 */
-int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
-                             fmd_tensor *running_var, int64_t C, float eps, float *scale, float *shift);
 /* mask from the global RNG; eval or p = 0 returns x itself (retained) */
 fmd_tensor *fmd_dropout(fmd_tensor *x, float p, int training);
 fmd_tensor *fmd_softmax(fmd_tensor *x, int dim);       /* dim 0-based, < 0 from the end */

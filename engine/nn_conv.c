@@ -208,22 +208,15 @@ typedef struct {
 
 /* ---------------------------------------------------------- epilogue */
 /* An eval-mode BatchNorm (and ReLU) after a conv, applied to each sample's
- * output right after its GEMM, while it is still in cache: the same
- * arithmetic as batch_norm's plane_affine and relu_, so the same numbers,
- * without another pass over memory. */
-FMD_SIMD_CLONES
-static void plane_affine_(float *restrict y, int64_t n, float a, float b, int relu) {
-    if (relu)
-        for (int64_t i = 0; i < n; i++) { float v = y[i] * a + b; y[i] = v > 0 ? v : 0; }
-    else
-        for (int64_t i = 0; i < n; i++) y[i] = y[i] * a + b;
-}
-
-// planes [p0, p1) of y (N*O, OHW)
+ * output right after its GEMM, while it is still in cache, by batch_norm's
+ * own plane loop (fmd_plane_affine): the same numbers, without another pass
+ * over memory. */
+// planes [p0, p1) of y (N*O, OHW), in place
 static void epilogue(const conv_job *j, int64_t p0, int64_t p1) {
     for (int64_t pl = p0; pl < p1; pl++) {
         int64_t o = pl % j->g.O;
-        plane_affine_(j->y + pl * j->g.OHW, j->g.OHW, j->ea[o], j->eb[o], j->erelu);
+        float *y = j->y + pl * j->g.OHW;
+        fmd_plane_affine(y, y, j->g.OHW, j->ea[o], j->eb[o], j->erelu);
     }
 }
 

@@ -13,9 +13,10 @@
  *   training: gx = w invstd (gy - gbias/M - xhat gweight/M)
  *   eval:     gx = w invstd gy   (the statistics are constants)
  * fmd_batch_norm_relu is max(y, 0) in the same call: the forward rectifies
- * as it writes, and the backward masks gy by y > 0 (the output it saved) as
- * it reads, instead of a ReLU node with a pass and a tensor of its own each
- * way; the numbers are those of batch_norm then relu.
+ * as it writes, and the backward masks gy by y > 0 (the output it saved),
+ * one channel at a time into a per-thread scratch that both backward passes
+ * read, instead of a ReLU node with a pass and a tensor of its own each way;
+ * the numbers are those of batch_norm then relu.
  * Channels are independent, so both passes split channels over the pool and
  * every thread writes only its own channels (output, stats, gradients).
  * Sums run in double, and the variance is a second pass over (x - mean)^2,
@@ -86,16 +87,17 @@ static void plane_gsums(const float *restrict gy, const float *restrict x, int64
 }
 
 // g = gy where the fused ReLU's output y is > 0, else 0: the gradient a
-// ReLU node would have passed on, one plane at a time in a scratch buffer,
-// so that the sums below are batch_norm's own, bit for bit
+// ReLU node would have passed on, into a scratch buffer, so that the sums
+// below are batch_norm's own, bit for bit
 FMD_SIMD_CLONES
 static void plane_mask(const float *restrict gy, const float *restrict y, float *restrict g, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = y[i] > 0 ? gy[i] : 0;
 }
 
-// y = x * a + b over a plane, then max(y, 0) when relu
+// y = x * a + b over a plane, then max(y, 0) when relu; y may be x (no
+// restrict: GCC's overlap check lets the same pointer take the vector loop)
 FMD_SIMD_CLONES
-static void plane_affine(const float *restrict x, float *restrict y, int64_t n, float a, float b, int relu) {
+void fmd_plane_affine(const float *x, float *y, int64_t n, float a, float b, int relu) {
     if (relu)
         for (int64_t i = 0; i < n; i++) { float v = x[i] * a + b; y[i] = v > 0 ? v : 0; }
     else
@@ -156,7 +158,7 @@ static void bn_fwd_task(void *p, int ith, int nth) {
         float af, shift;
         affine_coef(j->weight, j->bias, c, mean, invstd, &af, &shift);
         for (int64_t n = 0; n < N; n++)
-            plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift, g->relu);
+            fmd_plane_affine(j->x + (n * C + c) * S, j->y + (n * C + c) * S, S, af, shift, g->relu);
     }
 }
 
@@ -177,27 +179,24 @@ static void plane_gx(const float *restrict gy, const float *restrict x, float *r
     for (int64_t i = 0; i < n; i++) gx[i] = k * (gy[i] - mg - (x[i] - mean) * cx);
 }
 
-// gy's plane at o, masked into gm by the fused ReLU when there is one
-static const float *gy_plane(const bn_bwd_job *j, int64_t o, float *gm, int64_t S) {
-    if (!gm) return j->gy + o;
-    plane_mask(j->gy + o, j->y + o, gm, S);
-    return gm;
-}
-
 static void bn_bwd_task(void *p, int ith, int nth) {
     bn_bwd_job *j = p;
     const bn_ctx *g = j->g;
     int64_t c0, c1, N = g->N, C = g->C, S = g->S, M = N * S;
     fmd_split(C, ith, nth, &c0, &c1);
-    float *gm = NULL;   /* the masked plane of gy (fused ReLU) */
-    if (j->y && c0 < c1 && !(gm = malloc((size_t)(S > 0 ? S : 1) * sizeof *gm))) { j->failed = 1; return; }
+    /* with the fused ReLU, a channel's N planes of gy are masked once into
+     * gm and both passes below read them from there */
+    float *gm = NULL;
+    if (j->y && c0 < c1 && !(gm = malloc((size_t)(M > 0 ? M : 1) * sizeof *gm))) { j->failed = 1; return; }
     for (int64_t c = c0; c < c1; c++) {
         float mean = g->mean[c], invstd = g->invstd[c];
+        if (gm)
+            for (int64_t n = 0; n < N; n++) plane_mask(j->gy + (n * C + c) * S, j->y + (n * C + c) * S, gm + n * S, S);
+        /* gy's plane of sample n is at gyc + n * gs */
+        const float *gyc = gm ? gm : j->gy + c * S;
+        const int64_t gs = gm ? S : C * S;
         double sg = 0, sgx = 0;   /* sum gy, sum gy * (x - mean) */
-        for (int64_t n = 0; n < N; n++) {
-            int64_t o = (n * C + c) * S;
-            plane_gsums(gy_plane(j, o, gm, S), j->x + o, S, mean, &sg, &sgx);
-        }
+        for (int64_t n = 0; n < N; n++) plane_gsums(gyc + n * gs, j->x + (n * C + c) * S, S, mean, &sg, &sgx);
         if (j->gb) j->gb[c] = (float)sg;
         if (j->gw) j->gw[c] = (float)(sgx * invstd);
         if (!j->gx) continue;
@@ -206,15 +205,10 @@ static void bn_bwd_task(void *p, int ith, int nth) {
         if (g->training) {
             /* gx = k (gy - sg/M - (x - mean) invstd^2 sgx/M) */
             float mg = (float)(sg / (double)M), cx = (float)(sgx / (double)M * invstd * invstd);
-            for (int64_t n = 0; n < N; n++) {
-                int64_t o = (n * C + c) * S;
-                plane_gx(gy_plane(j, o, gm, S), j->x + o, j->gx + o, S, k, mg, mean, cx);
-            }
+            for (int64_t n = 0; n < N; n++)
+                plane_gx(gyc + n * gs, j->x + (n * C + c) * S, j->gx + (n * C + c) * S, S, k, mg, mean, cx);
         } else {
-            for (int64_t n = 0; n < N; n++) {
-                int64_t o = (n * C + c) * S;
-                plane_affine(gy_plane(j, o, gm, S), j->gx + o, S, k, 0.0f, 0);
-            }
+            for (int64_t n = 0; n < N; n++) fmd_plane_affine(gyc + n * gs, j->gx + (n * C + c) * S, S, k, 0.0f, 0);
         }
     }
     free(gm);

@@ -316,49 +316,40 @@ fmd_tensor *fmd_unary(fmd_unop op, fmd_tensor *a) {
     if ((unsigned)op > FMD_TANH) return fmd_fail_null("unary: unknown op %d", (int)op);
     return elementwise(op, a, 0);
 }
-/* in place: one stream over the data instead of two plus a new buffer
- * (PyTorch's relu_, what nn.ReLU(true) runs without a graph) */
-typedef struct { float *d; int64_t n; } relu_job;
+/* ------------------------------------------------------------- in place */
+/* PyTorch's relu_ and add_, only where no graph is recorded (what
+ * nn.ReLU(true) and Xception's skip sum run under fmd.no_grad): one stream
+ * over t and no new buffer. */
+typedef struct { float *d; const float *s; int64_t n; } inplace_job;   /* d += s, or relu(d) when s is NULL */
 
 FMD_SIMD_CLONES
-static void relu_range(float *d, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) d[i] = d[i] > 0 ? d[i] : 0;
+static void inplace_range(const inplace_job *j, int64_t b, int64_t e) {
+    float *d = j->d;
+    const float *s = j->s;
+    if (s) for (int64_t i = b; i < e; i++) d[i] += s[i];   /* s may be d (x:add_(x)): same index */
+    else for (int64_t i = b; i < e; i++) d[i] = d[i] > 0 ? d[i] : 0;
 }
 
-static void relu_task(void *ctx, int ith, int nth) {
-    relu_job *j = ctx;
+static void inplace_task(void *ctx, int ith, int nth) {
+    const inplace_job *j = ctx;
     int64_t b, e;
     fmd_split(j->n, ith, nth, &b, &e);
-    relu_range(j->d, b, e);
+    inplace_range(j, b, e);
+}
+
+// contiguous d (n) += s (n), or d = relu(d) when s is NULL
+static void inplace_flat(float *d, const float *s, int64_t n) {
+    inplace_job j = {d, s, n};
+    if (n >= 1 << 16) fmd_parallel(inplace_task, &j);
+    else inplace_task(&j, 0, 1);
 }
 
 int fmd_relu_(fmd_tensor *t) {
     if (fmd_needs_grad(1, &t))
         return fmd_fail("relu_: the tensor requires grad and an in-place op would lose its graph (use relu)");
-    if (!fmd_is_contiguous(t)) {
-        apply(t, t, NULL, f_relu, 0);   /* elementwise in the same order: reads each value before writing it */
-        return 0;
-    }
-    relu_job j = {fmd_data(t), fmd_numel(t)};
-    if (j.n >= 1 << 16) fmd_parallel(relu_task, &j);
-    else relu_task(&j, 0, 1);
+    if (fmd_is_contiguous(t)) inplace_flat(fmd_data(t), NULL, fmd_numel(t));
+    else apply(t, t, NULL, f_relu, 0);   /* strided: reads each value before writing it */
     return 0;
-}
-
-/* t += other in place (other broadcast to t): a block's skip sum without a
- * graph, one stream over t and no new buffer (PyTorch's add_) */
-typedef struct { float *d; const float *s; int64_t n; } add_job;
-
-FMD_SIMD_CLONES
-static void add_range(float *d, const float *s, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) d[i] += s[i];   /* d == s (x:add_(x)) is fine: same index */
-}
-
-static void add_task(void *ctx, int ith, int nth) {
-    add_job *j = ctx;
-    int64_t b, e;
-    fmd_split(j->n, ith, nth, &b, &e);
-    add_range(j->d, j->s, b, e);
 }
 
 int fmd_add_(fmd_tensor *t, fmd_tensor *other) {
@@ -374,9 +365,7 @@ int fmd_add_(fmd_tensor *t, fmd_tensor *other) {
                         fmd_shape_str(a, sizeof a, other->ndim, other->shape), fmd_shape_str(b, sizeof b, t->ndim, t->shape));
     }
     if (fmd_is_contiguous(t) && fmd_is_contiguous(other) && fmd_numel(other) == fmd_numel(t)) {
-        add_job j = {fmd_data(t), fmd_data(other), fmd_numel(t)};
-        if (j.n >= 1 << 16) fmd_parallel(add_task, &j);
-        else add_task(&j, 0, 1);
+        inplace_flat(fmd_data(t), fmd_data(other), fmd_numel(t));
         return 0;
     }
     fmd_tensor *e = fmd_expand(other, t->ndim, t->shape);
