@@ -10,9 +10,10 @@
 -- blocks, 8), used by the tests to build a tiny network of the same shape.
 local nn = require "fmd.nn"
 local C = require "fmd.core"
--- fuse(conv, bn, x, relu) is relu(bn(conv(x))), one kernel call in eval
--- without a graph (nn.fusion); the rep chains (ReLU, SeparableConv,
--- BatchNorm, ...) fuse the same way in nn.Sequential
+-- fuse(conv, bn, x, relu) is relu(bn(conv(x))): one kernel call in eval
+-- without a graph, BatchNorm and ReLU as one node otherwise (nn.fusion); the
+-- rep chains (ReLU, SeparableConv, BatchNorm, ...) fuse the same way in
+-- nn.Sequential
 local fuse = nn.fusion.conv_bn
 
 local DEFAULT = {c1 = 32, c2 = 64, b1 = 128, b2 = 256, b3 = 728, b12 = 1024, c3 = 1536, c4 = 2048, middle = 8}

@@ -39,20 +39,18 @@ function BatchNorm2d:reset_running_stats()
   end
 end
 
-function BatchNorm2d:forward(x)
+-- op is C.batch_norm or C.batch_norm_relu
+local function run(self, op, x)
   -- without running stats, batch statistics are used in eval too (PyTorch)
   local training = self.training or not self.track_running_stats
-  return C.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, training,
-    self.momentum, self.eps)
+  return op(x, self.weight, self.bias, self.running_mean, self.running_var, training, self.momentum, self.eps)
 end
+
+function BatchNorm2d:forward(x) return run(self, C.batch_norm, x) end
 
 -- max(self(x), 0) as one node, with or without a graph: the ReLU costs no
 -- pass or tensor of its own (nn.fusion decides when)
-function BatchNorm2d:forward_relu(x)
-  local training = self.training or not self.track_running_stats
-  return C.batch_norm_relu(x, self.weight, self.bias, self.running_mean, self.running_var, training,
-    self.momentum, self.eps)
-end
+function BatchNorm2d:forward_relu(x) return run(self, C.batch_norm_relu, x) end
 
 function BatchNorm2d:extra_repr()
   local py = util.py

@@ -40,8 +40,9 @@ end
 
 function Sequential.__len(self) return #rawget(self, "_modules_names") end
 
--- Without a graph, [ReLU] conv [BatchNorm2d [ReLU]] runs as one kernel
--- call (nn.fusion); the numbers are the same.
+-- Children that nn.fusion can join run as one kernel call: without a graph
+-- [ReLU] conv [BatchNorm2d [ReLU]], and graph or not BatchNorm2d ReLU; the
+-- numbers are the same.
 function Sequential:forward(x, ...)
   local names, mods = rawget(self, "_modules_names"), rawget(self, "_modules")
   local i = 1

@@ -31,13 +31,13 @@ local function conv_ok(m)
   return m.__name == "nn.SeparableConv2d" and not hooked(m.conv1) and not hooked(m.pointwise)
 end
 
-local function bn_ok(m)
-  return m ~= nil and m.__name == "nn.BatchNorm2d" and not m.training and m.track_running_stats and not hooked(m)
-end
-
 local function relu_ok(m) return m ~= nil and m.__name == "nn.ReLU" and not hooked(m) end
 
-local function bn_relu_ok(m) return m ~= nil and m.__name == "nn.BatchNorm2d" and not hooked(m) end
+-- a BatchNorm2d that can take the ReLU after it (any mode)
+local function bn_ok(m) return m ~= nil and m.__name == "nn.BatchNorm2d" and not hooked(m) end
+
+-- one that a conv can apply as its epilogue: fixed statistics
+local function eval_bn_ok(m) return bn_ok(m) and not m.training and m.track_running_stats end
 
 -- The fused call that runs modules a, b, c, d (later ones may be nil) from
 -- the first: {n = modules covered, conv =, relu_in =, bn =, relu =}, or nil
@@ -46,14 +46,14 @@ local function bn_relu_ok(m) return m ~= nil and m.__name == "nn.BatchNorm2d" an
 -- depthwise conv reads it) and at least two modules in all; and, graph or
 -- not, BatchNorm2d ReLU (conv = nil).
 function fusion.plan(a, b, c, d)
-  if bn_relu_ok(a) and relu_ok(b) then
+  if bn_ok(a) and relu_ok(b) then
     return {n = 2, bn = a, relu = true, relu_in = false}
   end
   if C.is_grad_enabled() then return nil end
   local relu_in = relu_ok(a) and b ~= nil and b.__name == "nn.SeparableConv2d" and conv_ok(b)
   if relu_in then a, b, c = b, c, d end
   if not conv_ok(a) then return nil end
-  local bn = bn_ok(b) and b or nil
+  local bn = eval_bn_ok(b) and b or nil
   if not bn and not relu_in then return nil end
   local relu = bn ~= nil and relu_ok(c)
   return {n = (relu_in and 1 or 0) + 1 + (bn and 1 or 0) + (relu and 1 or 0), conv = a, relu_in = relu_in,
@@ -71,7 +71,7 @@ function fusion.conv_bn(conv, bn, x, relu)
   local p = fusion.plan(conv, bn)
   if p then return conv:forward_fused(x, false, bn, relu) end
   local y = conv(x)
-  if relu and bn_relu_ok(bn) then return bn:forward_relu(y) end
+  if relu and bn_ok(bn) then return bn:forward_relu(y) end
   y = bn(y)
   if relu then y = F.relu(y, true) end
   return y

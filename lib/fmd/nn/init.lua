@@ -2,7 +2,7 @@
 -- Lua. Each class lives in its own file lib/fmd/nn/<Name>.lua and is loaded
 -- on first use (nn.Conv2d, nn.Sequential, ...). nn.functional (also nn.F)
 -- has the ops as functions, nn.init the weight initialisers, nn.fusion the
--- eval-time conv+BatchNorm(+ReLU) fusion.
+-- joining of conv, BatchNorm and ReLU into one kernel call.
 --
 --   local nn = require "fmd.nn"
 --   local net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
