@@ -440,6 +440,16 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b /* NULL ok */
 fmd_tensor *fmd_conv2d_fused(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
                              int dw, int groups, int relu_in, fmd_tensor *bn_weight, fmd_tensor *bn_bias,
                              fmd_tensor *running_mean, fmd_tensor *running_var, float eps, int relu);
+/* A separable conv without a graph: the pointwise conv by wp (O,C,1,1) (bias
+ * bp or NULL) of the depthwise conv by wd (groups C, bias bd or NULL) of
+ * relu_in ? max(x, 0) : x, then fmd_conv2d_fused's epilogue. Each thread
+ * takes whole samples, so a sample's depthwise output is read by its GEMM
+ * from cache, not from a whole-batch tensor; the same numbers as the convs in
+ * turn (which it falls back to where its kernels do not apply). */
+fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, int sh, int sw, int ph, int pw,
+                                int dh, int dw, int groups, int relu_in, fmd_tensor *wp, fmd_tensor *bp,
+                                fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                                fmd_tensor *running_var, float eps, int relu);
 fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in) w (out,in) b (out) or NULL */
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */

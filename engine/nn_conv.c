@@ -227,15 +227,16 @@ static void epilogue_task(void *p, int ith, int nth) {
     epilogue(j, b, e);
 }
 
-/* y[n] = w * x[n] (+ b), then the epilogue; par: this is the only sample
- * being worked on */
-static void fwd_sample(conv_job *j, int64_t n, int par) {
+/* y[n] = w * xn (+ b), then the epilogue; xn is sample n's input (C,H,W),
+ * j->x's or another's (sepconv_fused); par: this is the only sample being
+ * worked on */
+static void fwd_sample_from(conv_job *j, int64_t n, const float *xn, int par) {
     const conv_geom *g = &j->g;
     const int64_t nb = tile_pixels(g);
     float *col = NULL;
     if (!g->pointwise && !(col = scratch(0, (size_t)(g->Kc * nb)))) { j->failed = 1; return; }
     for (int gi = 0; gi < g->groups; gi++) {
-        const float *xg = j->x + (n * g->C + gi * g->Cg) * g->HW;
+        const float *xg = xn + gi * g->Cg * g->HW;
         const float *wg = j->w + gi * g->Og * g->Kc;
         float *yg = j->y + (n * g->O + gi * g->Og) * g->OHW;
         float beta = 0;
@@ -258,6 +259,8 @@ static void fwd_sample(conv_job *j, int64_t n, int par) {
     }
     if (j->ea) epilogue(j, n * g->O, (n + 1) * g->O);
 }
+
+static void fwd_sample(conv_job *j, int64_t n, int par) { fwd_sample_from(j, n, j->x + n * j->g.C * j->g.HW, par); }
 
 static void fwd_task(void *p, int ith, int nth) {
     conv_job *j = p;
@@ -610,22 +613,28 @@ static void dw3_plane_bwd(const conv_geom *g, const float *gy, const float *x, c
     }
 }
 
-static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
-    conv_job *j = p;
+// planes [b, e) of the output (N*O, OH, OW), written one after another to y
+static void dw_fwd_planes(conv_job *j, int64_t b, int64_t e, float *y) {
     const conv_geom *g = &j->g;
-    int64_t b, e, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
-    fmd_split(g->N * g->O, ith, nth, &b, &e);
+    int64_t padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
     int s1 = g->sh == 1 && g->sw == 1, same3 = dw3_same(g);
     float *buf = NULL;
     if (s1 && b < e && !(buf = scratch(0, (size_t)(padn + dw1_span(g))))) { j->failed = 1; return; }
-    for (int64_t pl = b; pl < e; pl++) {
+    for (int64_t pl = b; pl < e; pl++, y += g->OHW) {
         int64_t n = pl / g->O, o = pl % g->O, c = o / g->Og;
         const float *x = j->x + (n * g->C + c) * g->HW;
         float bias = j->b ? j->b[o] : 0.0f;
-        if (same3) dw3_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, j->relu_in);
-        else if (s1) dw1_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW, buf, buf + padn, j->relu_in);
-        else dw_plane_fwd(g, x, j->w + o * g->Kc, bias, j->y + pl * g->OHW);
+        if (same3) dw3_plane_fwd(g, x, j->w + o * g->Kc, bias, y, buf, j->relu_in);
+        else if (s1) dw1_plane_fwd(g, x, j->w + o * g->Kc, bias, y, buf, buf + padn, j->relu_in);
+        else dw_plane_fwd(g, x, j->w + o * g->Kc, bias, y);
     }
+}
+
+static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
+    conv_job *j = p;
+    int64_t b, e;
+    fmd_split(j->g.N * j->g.O, ith, nth, &b, &e);
+    dw_fwd_planes(j, b, e, j->y + b * j->g.OHW);
 }
 
 /* input channels c are split over threads: a thread owns gx[:, c] and the
@@ -945,6 +954,26 @@ fmd_tensor *fmd_conv2d(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int 
     return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, 0, NULL, NULL, 0);
 }
 
+/* the epilogue of an eval-mode BatchNorm (from its running stats, when given)
+ * and/or a ReLU over O output channels: *coef gets a (O) then b (O), to be
+ * freed, or stays NULL when there is neither; -1 on an error */
+static int epilogue_coef(int64_t O, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                         fmd_tensor *running_var, float eps, int relu, float **coef) {
+    *coef = NULL;
+    int bn = running_mean || running_var || bn_weight || bn_bias;
+    if (!bn && !relu) return 0;
+    float *c = malloc(2 * (size_t)(O > 0 ? O : 1) * sizeof *c);
+    if (!c) return fmd_fail("conv2d_fused: out of memory");
+    if (!bn) {   /* ReLU alone: y * 1 + 0 is y */
+        for (int64_t o = 0; o < O; o++) { c[o] = 1.0f; c[O + o] = 0.0f; }
+    } else if (fmd_batch_norm_eval_coef(bn_weight, bn_bias, running_mean, running_var, O, eps, c, c + O)) {
+        free(c);
+        return -1;
+    }
+    *coef = c;
+    return 0;
+}
+
 // relu_in: conv2d of max(x, 0); then, with running stats, an eval-mode
 // batch_norm of the output channels (O); then, when relu, max(., 0); no graph
 fmd_tensor *fmd_conv2d_fused(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
@@ -956,17 +985,89 @@ fmd_tensor *fmd_conv2d_fused(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh
                              "(use conv2d, batch_norm and relu)");
     if (w->ndim != 4)   /* conv_forward checks the rest; O sizes the coefficients */
         return fmd_fail_null("conv2d: weight must be 4-D (O,C/groups,KH,KW), got %dD", w->ndim);
-    int bn = running_mean || running_var || bn_weight || bn_bias;
-    if (!bn && !relu) return conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, relu_in, NULL, NULL, 0);
-    int64_t O = w->shape[0];
-    float *coef = malloc(2 * (size_t)(O > 0 ? O : 1) * sizeof *coef);
-    if (!coef) return fmd_fail_null("conv2d_fused: out of memory");
-    fmd_tensor *y = NULL;
-    if (!bn) {   /* ReLU alone: y * 1 + 0 is y */
-        for (int64_t o = 0; o < O; o++) { coef[o] = 1.0f; coef[O + o] = 0.0f; }
+    float *coef;
+    if (epilogue_coef(w->shape[0], bn_weight, bn_bias, running_mean, running_var, eps, relu, &coef)) return NULL;
+    fmd_tensor *y = conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, relu_in, coef,
+                                 coef ? coef + w->shape[0] : NULL, relu);
+    free(coef);
+    return y;
+}
+
+/* ------------------------------------- separable conv, a sample at a time */
+/* A SeparableConv2d without a graph: each thread takes whole samples, makes a
+ * sample's depthwise output (C,OH,OW) in its own buffer and runs the
+ * pointwise GEMM (and epilogue) on it while it is still in cache, instead of
+ * writing the whole batch's depthwise output (256 MB at Xception's first
+ * block) and reading it back. The same plane kernels and GEMM calls as the
+ * two convs in turn, so the same numbers. */
+typedef struct { conv_job dw, pw; } sep_job;
+
+static void sep_task(void *p, int ith, int nth) {
+    sep_job *s = p;
+    int64_t b, e, O = s->dw.g.O;
+    fmd_split(s->dw.g.N, ith, nth, &b, &e);
+    if (b >= e) return;
+    float *mid = scratch(1, (size_t)(O * s->dw.g.OHW));
+    if (!mid) { s->dw.failed = 1; return; }
+    for (int64_t n = b; n < e && !s->dw.failed && !s->pw.failed; n++) {
+        dw_fwd_planes(&s->dw, n * O, (n + 1) * O, mid);
+        if (!s->dw.failed) fwd_sample_from(&s->pw, n, mid, 0);
     }
-    if (!bn || !fmd_batch_norm_eval_coef(bn_weight, bn_bias, running_mean, running_var, O, eps, coef, coef + O))
-        y = conv_forward(x, w, b, sh, sw, ph, pw, dh, dw, groups, relu_in, coef, coef + O, relu);
+}
+
+// x (N,C,H,W), wd (C,1,KH,KW) with groups C, wp (O,C,1,1): the conv by wp of
+// the conv by wd of x (or of max(x, 0)), then the epilogue as in
+// fmd_conv2d_fused; a sample at a time when the kernels allow, else the two
+// convs in turn; no graph
+fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, int sh, int sw, int ph, int pw,
+                                int dh, int dw, int groups, int relu_in, fmd_tensor *wp, fmd_tensor *bp,
+                                fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                                fmd_tensor *running_var, float eps, int relu) {
+    fmd_tensor *in[7] = {x, wd, bd, wp, bp, bn_weight, bn_bias};
+    if (fmd_needs_grad(7, in))
+        return fmd_fail_null("sepconv2d_fused: records no graph, so no input may require grad while grad mode is on "
+                             "(use conv2d, batch_norm and relu)");
+    if (wp->ndim != 4)
+        return fmd_fail_null("conv2d: weight must be 4-D (O,C/groups,KH,KW), got %dD", wp->ndim);
+    float *coef;
+    if (epilogue_coef(wp->shape[0], bn_weight, bn_bias, running_mean, running_var, eps, relu, &coef)) return NULL;
+    sep_job s = {0};
+    const conv_geom *g = &s.dw.g;
+    /* the sample-at-a-time path needs a depthwise conv that the plane kernels
+     * make (reading max(x, 0) themselves when asked) and a pointwise conv that
+     * fwd_sample makes, over a batch that splits evenly; a geometry that fails
+     * here fails again, with its message, in the convs in turn */
+    int one = !conv_geometry(x, wd, bd, sh, sw, ph, pw, dh, dw, groups, &s.dw.g) && g->depthwise &&
+              !direct_ok(g) && (!relu_in || (g->sh == 1 && g->sw == 1)) && g->N > 0 && batch_parallel(g->N);
+    if (one) {
+        fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
+        one = !conv_geometry(&mid, wp, bp, 1, 1, 0, 0, 1, 1, 1, &s.pw.g) && !pw_batched(&s.pw.g);
+    }
+    fmd_tensor *y = NULL;
+    if (!one) {
+        fmd_tensor *m = conv_forward(x, wd, bd, sh, sw, ph, pw, dh, dw, groups, relu_in, NULL, NULL, 0);
+        y = m ? conv_forward(m, wp, bp, 1, 1, 0, 0, 1, 1, 1, 0, coef, coef ? coef + wp->shape[0] : NULL, relu) : NULL;
+        fmd_release(m);
+        free(coef);
+        return y;
+    }
+    fmd_tensor *xc = contiguous_nograd(x), *wdc = xc ? contiguous_nograd(wd) : NULL;
+    fmd_tensor *bdc = wdc && bd ? contiguous_nograd(bd) : NULL, *wpc = wdc ? contiguous_nograd(wp) : NULL;
+    fmd_tensor *bpc = wpc && bp ? contiguous_nograd(bp) : NULL;
+    int64_t shape[4] = {g->N, s.pw.g.O, g->OH, g->OW};
+    if (wpc && (bdc || !bd) && (bpc || !bp)) y = fmd_empty(4, shape);
+    if (y) {
+        s.dw.x = fmd_data(xc); s.dw.w = fmd_data(wdc); s.dw.b = bdc ? fmd_data(bdc) : NULL; s.dw.relu_in = relu_in;
+        s.pw.w = fmd_data(wpc); s.pw.b = bpc ? fmd_data(bpc) : NULL; s.pw.y = fmd_data(y);
+        s.pw.ea = coef; s.pw.eb = coef ? coef + s.pw.g.O : NULL; s.pw.erelu = relu;
+        fmd_parallel(sep_task, &s);
+        if (s.dw.failed || s.pw.failed) {
+            fmd_fail("sepconv2d_fused: out of memory for the depthwise buffer");
+            fmd_release(y);
+            y = NULL;
+        }
+    }
+    fmd_release(xc); fmd_release(wdc); fmd_release(bdc); fmd_release(wpc); fmd_release(bpc);
     free(coef);
     return y;
 }

@@ -133,6 +133,44 @@ test("fusion steps aside for hooks, training mode and subclasses", function()
   end)
 end)
 
+test("sepconv2d_fused (a sample at a time) equals the depthwise and pointwise convs in turn", function()
+  fmd.manual_seed(17)
+  local cases = {   -- {name, N, C, H, O, SeparableConv2d options}: the first four take the sample-at-a-time path
+    {"3x3 same, even batch", 4, 6, 13, 10, {padding = 1}},
+    {"3x3 same, narrow (span form)", 2, 5, 12, 7, {padding = 1}},
+    {"3x3 pad 0, biases", 2, 4, 14, 6, {bias = true}},
+    {"batch of 9 (uneven but large)", 9, 3, 12, 5, {padding = 1}},
+    {"batch of 3 (the convs in turn)", 3, 4, 12, 6, {padding = 1}},
+    {"one sample (the convs in turn)", 1, 4, 12, 6, {padding = 1}},
+    {"8x8 plane (batched 1x1, the convs in turn)", 2, 6, 8, 6, {padding = 1}},
+    {"stride 2 (ReLU applied first)", 2, 4, 15, 6, {stride = 2, padding = 1}},
+    {"one channel (direct kernel)", 2, 1, 20, 4, {}},
+  }
+  for _, c in ipairs(cases) do
+    local name, N, Cin, H, O, o = table.unpack(c)
+    local sep = nn.SeparableConv2d(Cin, O, 3, o.stride or 1, o.padding or 0, 1, o.bias or false)
+    local bn = eval_bn(O)
+    local x = fmd.randn(N, Cin, H, H)
+    for _, relu_in in ipairs{false, true} do
+      for _, use_bn in ipairs{false, true} do
+        for _, relu in ipairs{false, true} do
+          fmd.no_grad(function()
+            local want = sep(relu_in and F.relu(x) or x)
+            if use_bn then want = bn(want) end
+            if relu then want = F.relu(want) end
+            local got = sep:forward_fused(x, relu_in, use_bn and bn or nil, relu)
+            expect_same(got, want, ("%s, relu_in %s, bn %s, relu %s"):format(name, relu_in, use_bn, relu))
+          end)
+        end
+      end
+    end
+  end
+  local sep = nn.SeparableConv2d(4, 6, 3, 1, 1)
+  expect_error(function() fmd.no_grad(function() sep:forward_fused(fmd.randn(2, 5, 9, 9)) end) end,
+    "input [2 x 5 x 9 x 9] has 5 channels")
+  expect_error(function() sep:forward_fused(fmd.randn(2, 4, 9, 9)) end, "sepconv2d_fused: records no graph")
+end)
+
 test("conv2d_fused: a graph, wrong BatchNorm sizes and missing stats are clear errors", function()
   local C = require "fmd.core"
   local x, w = fmd.randn(1, 2, 4, 4), fmd.randn(3, 2, 1, 1):requires_grad_()

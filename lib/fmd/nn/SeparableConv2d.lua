@@ -7,6 +7,7 @@
 local Module = require "fmd.nn.Module"
 local Conv2d = require "fmd.nn.Conv2d"
 local util = require "fmd.nn.util"
+local C = require "fmd.core"
 
 local SeparableConv2d = Module:extend("nn.SeparableConv2d")
 
@@ -21,10 +22,15 @@ end
 
 function SeparableConv2d:forward(x) return self.pointwise(self.conv1(x)) end
 
--- without a graph: the ReLU before it read by the depthwise conv, and an
--- eval-mode BatchNorm2d (and ReLU) after it applied by the pointwise conv (nn.fusion)
+-- without a graph, in one kernel call (C.sepconv2d_fused, a sample at a
+-- time): the ReLU before it read by the depthwise conv, and an eval-mode
+-- BatchNorm2d (and ReLU) after it applied to the pointwise conv's output (nn.fusion)
 function SeparableConv2d:forward_fused(x, relu_in, bn, relu)
-  return self.pointwise:forward_fused(self.conv1:forward_fused(x, relu_in), false, bn, relu)
+  local c, p = self.conv1, self.pointwise
+  local s, pd, d = c.stride, c.padding, c.dilation
+  return C.sepconv2d_fused(x, c.weight, c.bias, s[1], s[2], pd[1], pd[2], d[1], d[2], c.groups,
+    relu_in and true or false, p.weight, p.bias, bn and bn.weight, bn and bn.bias, bn and bn.running_mean,
+    bn and bn.running_var, bn and bn.eps, relu and true or false)
 end
 
 return SeparableConv2d
