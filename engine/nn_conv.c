@@ -27,6 +27,8 @@
  * epilogue, an eval-mode BatchNorm (and ReLU) applied to each sample's output
  * right after its GEMM (a pass of its own after the direct, batched 1x1 and
  * depthwise kernels).
+ * fmd_sepconv2d_fused runs a depthwise then a pointwise conv a sample at a
+ * time, the sample's depthwise output in a per-thread buffer.
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and

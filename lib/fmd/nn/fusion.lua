@@ -1,9 +1,11 @@
 -- fmd.nn.fusion: modules that follow each other run as one kernel call.
 --  - Without a graph, [ReLU] conv [eval-mode BatchNorm2d [ReLU]]
---    (C.conv2d_fused): the stride-1 depthwise conv of a SeparableConv2d
---    reads its input as max(x, 0) while it pads each plane, and each
---    sample's conv output is normalised (and rectified) while it is still
---    in cache, instead of further passes over memory.
+--    (C.conv2d_fused, C.sepconv2d_fused): the stride-1 depthwise conv of a
+--    SeparableConv2d reads its input as max(x, 0) while it pads each plane,
+--    a SeparableConv2d runs a sample at a time (its pointwise GEMM reads the
+--    sample's depthwise output from cache), and each sample's conv output is
+--    normalised (and rectified) while it is still in cache, instead of
+--    further passes over memory.
 --  - Graph or not (training too), BatchNorm2d then ReLU
 --    (C.batch_norm_relu): one autograd node that rectifies as it writes and
 --    masks the gradient as it reads, with no ReLU pass or tensor each way.
