@@ -21,40 +21,52 @@ static int check_int(lua_State *L, int arg) {
     return (int)v;
 }
 
+/* conv2d's leading arguments at 1-10: x, w, b|nil, sh, sw, ph, pw, dh, dw, groups */
+typedef struct { fmd_tensor *x, *w, *b; int a[7]; } conv_args;
+
+static conv_args check_conv_args(lua_State *L) {
+    conv_args c = {fmd_lua_check_tensor(L, 1), fmd_lua_check_tensor(L, 2), fmd_lua_opt_tensor(L, 3), {0}};
+    for (int i = 0; i < 7; i++) c.a[i] = check_int(L, 4 + i);
+    return c;
+}
+
+/* the fused calls' trailing epilogue from at: bn_weight|nil, bn_bias|nil,
+ * running_mean|nil, running_var|nil, eps, relu */
+typedef struct { fmd_tensor *bw, *bb, *rm, *rv; float eps; int relu; } epilogue_args;
+
+static epilogue_args check_epilogue_args(lua_State *L, int at) {
+    epilogue_args e = {fmd_lua_opt_tensor(L, at), fmd_lua_opt_tensor(L, at + 1), fmd_lua_opt_tensor(L, at + 2),
+                       fmd_lua_opt_tensor(L, at + 3), (float)luaL_optnumber(L, at + 4, 1e-5),
+                       lua_toboolean(L, at + 5)};
+    return e;
+}
+
 static int l_conv2d(lua_State *L) {
-    fmd_tensor *x = fmd_lua_check_tensor(L, 1), *w = fmd_lua_check_tensor(L, 2), *b = fmd_lua_opt_tensor(L, 3);
-    int a[7];
-    for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
-    fmd_lua_push_tensor(L, fmd_conv2d(x, w, b, a[0], a[1], a[2], a[3], a[4], a[5], a[6]));
+    conv_args c = check_conv_args(L);
+    const int *a = c.a;
+    fmd_lua_push_tensor(L, fmd_conv2d(c.x, c.w, c.b, a[0], a[1], a[2], a[3], a[4], a[5], a[6]));
     return 1;
 }
 
 static int l_conv2d_fused(lua_State *L) {
-    fmd_tensor *x = fmd_lua_check_tensor(L, 1), *w = fmd_lua_check_tensor(L, 2), *b = fmd_lua_opt_tensor(L, 3);
-    int a[7];
-    for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
+    conv_args c = check_conv_args(L);
     int relu_in = lua_toboolean(L, 11);
-    fmd_tensor *bw = fmd_lua_opt_tensor(L, 12), *bb = fmd_lua_opt_tensor(L, 13);
-    fmd_tensor *rm = fmd_lua_opt_tensor(L, 14), *rv = fmd_lua_opt_tensor(L, 15);
-    float eps = (float)luaL_optnumber(L, 16, 1e-5);
-    int relu = lua_toboolean(L, 17);
-    fmd_lua_push_tensor(L, fmd_conv2d_fused(x, w, b, a[0], a[1], a[2], a[3], a[4], a[5], a[6], relu_in, bw, bb, rm, rv,
-                                            eps, relu));
+    epilogue_args e = check_epilogue_args(L, 12);
+    const int *a = c.a;
+    fmd_lua_push_tensor(L, fmd_conv2d_fused(c.x, c.w, c.b, a[0], a[1], a[2], a[3], a[4], a[5], a[6], relu_in, e.bw,
+                                            e.bb, e.rm, e.rv, e.eps, e.relu));
     return 1;
 }
 
+/* c.w, c.b are the depthwise conv's */
 static int l_sepconv2d_fused(lua_State *L) {
-    fmd_tensor *x = fmd_lua_check_tensor(L, 1), *wd = fmd_lua_check_tensor(L, 2), *bd = fmd_lua_opt_tensor(L, 3);
-    int a[7];
-    for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
+    conv_args c = check_conv_args(L);
     int relu_in = lua_toboolean(L, 11);
     fmd_tensor *wp = fmd_lua_check_tensor(L, 12), *bp = fmd_lua_opt_tensor(L, 13);
-    fmd_tensor *bw = fmd_lua_opt_tensor(L, 14), *bb = fmd_lua_opt_tensor(L, 15);
-    fmd_tensor *rm = fmd_lua_opt_tensor(L, 16), *rv = fmd_lua_opt_tensor(L, 17);
-    float eps = (float)luaL_optnumber(L, 18, 1e-5);
-    int relu = lua_toboolean(L, 19);
-    fmd_lua_push_tensor(L, fmd_sepconv2d_fused(x, wd, bd, a[0], a[1], a[2], a[3], a[4], a[5], a[6], relu_in, wp, bp,
-                                               bw, bb, rm, rv, eps, relu));
+    epilogue_args e = check_epilogue_args(L, 14);
+    const int *a = c.a;
+    fmd_lua_push_tensor(L, fmd_sepconv2d_fused(c.x, c.w, c.b, a[0], a[1], a[2], a[3], a[4], a[5], a[6], relu_in, wp,
+                                               bp, e.bw, e.bb, e.rm, e.rv, e.eps, e.relu));
     return 1;
 }
 
