@@ -757,6 +757,11 @@ static int direct_ok(const conv_geom *g) {
     return fmd_conv_direct_ok(g->O, g->W, g->KW, unit);
 }
 
+/* the stride-1 depthwise kernels read x as max(x, 0) themselves (relu_in);
+ * the others need it rectified first (a depthwise conv of one channel may go
+ * to the direct kernel) */
+static int reads_relu_in(const conv_geom *g) { return g->depthwise && g->sh == 1 && g->sw == 1 && !direct_ok(g); }
+
 /* -------------------------------------------------------------- autograd */
 static fmd_tensor *contiguous_nograd(fmd_tensor *t) {
     int prev = fmd_set_grad_enabled(0);
@@ -895,9 +900,7 @@ static fmd_tensor *conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int
     const conv_geom *g = &j.g;
     j.ea = ea; j.eb = eb; j.erelu = erelu;
     fmd_tensor *xc;
-    /* only the stride-1 depthwise kernels read x as max(x, 0) (a depthwise
-     * conv of one channel may go to the direct kernel instead) */
-    if (relu_in && !(g->depthwise && g->sh == 1 && g->sw == 1 && !direct_ok(g))) {
+    if (relu_in && !reads_relu_in(g)) {
         int prev = fmd_set_grad_enabled(0);
         xc = fmd_unary(FMD_RELU, x);
         fmd_set_grad_enabled(prev);
@@ -1037,10 +1040,10 @@ fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, i
     const conv_geom *g = &s.dw.g;
     /* the sample-at-a-time path needs a depthwise conv that the plane kernels
      * make (reading max(x, 0) themselves when asked) and a pointwise conv that
-     * fwd_sample makes, over a batch that splits evenly; a geometry that fails
+     * fwd_sample makes, over a batch the threads share well (batch_parallel); a geometry that fails
      * here fails again, with its message, in the convs in turn */
     int one = !conv_geometry(x, wd, bd, sh, sw, ph, pw, dh, dw, groups, &s.dw.g) && g->depthwise &&
-              !direct_ok(g) && (!relu_in || (g->sh == 1 && g->sw == 1)) && g->N > 0 && batch_parallel(g->N);
+              !direct_ok(g) && (!relu_in || reads_relu_in(g)) && g->N > 0 && batch_parallel(g->N);
     if (one) {
         fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
         one = !conv_geometry(&mid, wp, bp, 1, 1, 0, 0, 1, 1, 1, &s.pw.g) && !pw_batched(&s.pw.g);
