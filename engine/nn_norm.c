@@ -44,46 +44,58 @@ static fmd_tensor *plain_contiguous(fmd_tensor *t) {
     return c;
 }
 
-/* Per-plane sums in 16 float lanes (vectorised, also in AVX2), each plane's
- * total then added in double: a plane has at most a few 10^4 values, so the
- * lanes stay accurate while the channel total over N planes does not drift */
+/* Per-plane sums in 16 float lanes (two vectors of 8, also in AVX2), each
+ * plane's total then added in double: a plane has at most a few 10^4 values,
+ * so the lanes stay accurate while the channel total over N planes does not
+ * drift. Written with vector types: GCC's own vectorisation of a 16-lane
+ * array loop shuffled lanes and ran 2x slower (measured, batch_norm
+ * backward). */
+typedef float bn_v8 __attribute__((vector_size(32), aligned(4)));   /* loadable from any float address */
+
+static inline double lanes_sum(double s, bn_v8 lo, bn_v8 hi) {
+    for (int k = 0; k < 8; k++) s += lo[k];
+    for (int k = 0; k < 8; k++) s += hi[k];
+    return s;
+}
+
 FMD_SIMD_CLONES
 static double plane_sum(const float *restrict x, int64_t n) {
-    float acc[16] = {0};
+    bn_v8 lo = {0}, hi = {0};
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) acc[k] += x[i + k];
+    for (; i + 16 <= n; i += 16) { lo += *(const bn_v8 *)(x + i); hi += *(const bn_v8 *)(x + i + 8); }
     double s = 0;
     for (; i < n; i++) s += x[i];
-    for (int k = 0; k < 16; k++) s += acc[k];
-    return s;
+    return lanes_sum(s, lo, hi);
 }
 
 // sum of (x - mean)^2 over a plane
 FMD_SIMD_CLONES
 static double plane_sqdev(const float *restrict x, int64_t n, float mean) {
-    float acc[16] = {0};
+    bn_v8 lo = {0}, hi = {0};
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) { float d = x[i + k] - mean; acc[k] += d * d; }
+    for (; i + 16 <= n; i += 16) {
+        bn_v8 d0 = *(const bn_v8 *)(x + i) - mean, d1 = *(const bn_v8 *)(x + i + 8) - mean;
+        lo += d0 * d0; hi += d1 * d1;
+    }
     double s = 0;
     for (; i < n; i++) { double d = x[i] - mean; s += d * d; }
-    for (int k = 0; k < 16; k++) s += acc[k];
-    return s;
+    return lanes_sum(s, lo, hi);
 }
 
 // *sg += sum gy, *sgx += sum gy * (x - mean) over a plane
 FMD_SIMD_CLONES
 static void plane_gsums(const float *restrict gy, const float *restrict x, int64_t n, float mean, double *sg,
                         double *sgx) {
-    float a[16] = {0}, b[16] = {0};
+    bn_v8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) { a[k] += gy[i + k]; b[k] += gy[i + k] * (x[i + k] - mean); }
+    for (; i + 16 <= n; i += 16) {
+        bn_v8 g0 = *(const bn_v8 *)(gy + i), g1 = *(const bn_v8 *)(gy + i + 8);
+        a0 += g0; a1 += g1;
+        b0 += g0 * (*(const bn_v8 *)(x + i) - mean); b1 += g1 * (*(const bn_v8 *)(x + i + 8) - mean);
+    }
     double s = 0, t = 0;
     for (; i < n; i++) { s += gy[i]; t += (double)gy[i] * (x[i] - mean); }
-    for (int k = 0; k < 16; k++) { s += a[k]; t += b[k]; }
-    *sg += s; *sgx += t;
+    *sg += lanes_sum(s, a0, a1); *sgx += lanes_sum(t, b0, b1);
 }
 
 // g = gy where the fused ReLU's output y is > 0, else 0: the gradient a
