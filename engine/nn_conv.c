@@ -640,30 +640,57 @@ static void dw_fwd_task(void *p, int ith, int nth) {   /* planes (n, o) */
 }
 
 /* input channels c are split over threads: a thread owns gx[:, c] and the
- * weight/bias gradients of the Og output channels reading c */
+ * weight/bias gradients of the Og output channels reading c. Stride 1 walks
+ * sample by sample, so that the thread's planes of a sample follow each other
+ * in memory (channel by channel, each plane is a jump of C planes that the
+ * prefetcher does not follow: measured 1.6x slower at 16x16); each output
+ * channel's taps still sum the samples in order. */
 static void dw_bwd_task(void *p, int ith, int nth) {
     conv_job *j = p;
     const conv_geom *g = &j->g;
     int64_t b, e, ntap = g->KH * g->KW, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
     fmd_split(g->C, ith, nth, &b, &e);
+    if (b >= e) return;
     int s1 = g->sh == 1 && g->sw == 1, same3 = dw3_same(g);
     float *buf = NULL, gk[64 * 64];
     size_t need = s1 ? (size_t)(2 * padn + dw1_span(g)) : (size_t)(ntap * g->OW);
-    if (b < e && (s1 || j->gw) && !(buf = scratch(0, need))) { j->failed = 1; return; }
+    if ((s1 || j->gw) && !(buf = scratch(0, need))) { j->failed = 1; return; }
+    if (s1) {
+        const int64_t no = (e - b) * g->Og;   /* this thread's output channels, from o = b * Og */
+        float *gks = j->gw ? calloc((size_t)(no * ntap), sizeof *gks) : NULL;
+        float *bsum = j->gb ? calloc((size_t)no, sizeof *bsum) : NULL;
+        if ((j->gw && !gks) || (j->gb && !bsum)) { free(gks); free(bsum); j->failed = 1; return; }
+        for (int64_t n = 0; n < g->N; n++)
+            for (int64_t c = b; c < e; c++)
+                for (int64_t m = 0; m < g->Og; m++) {
+                    int64_t o = c * g->Og + m, r = o - b * g->Og;
+                    const float *gy = j->gy + (n * g->O + o) * g->OHW;
+                    const float *x = j->x ? j->x + (n * g->C + c) * g->HW : NULL;
+                    float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, *k = gks ? gks + r * ntap : NULL;
+                    if (same3) dw3_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, k, buf, buf + padn);
+                    else dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, k, buf, buf + padn, buf + 2 * padn);
+                    if (bsum) {
+                        float s = bsum[r];
+                        for (int64_t i = 0; i < g->OHW; i++) s += gy[i];
+                        bsum[r] = s;
+                    }
+                }
+        if (gks) memcpy(j->gw + b * g->Og * ntap, gks, (size_t)(no * ntap) * sizeof *gks);
+        if (bsum) memcpy(j->gb + b * g->Og, bsum, (size_t)no * sizeof *bsum);
+        free(gks); free(bsum);
+        return;
+    }
     for (int64_t c = b; c < e; c++)
         for (int64_t m = 0; m < g->Og; m++) {
             int64_t o = c * g->Og + m;
-            float *acc = !s1 && j->gw ? buf : NULL;
+            float *acc = j->gw ? buf : NULL;
             if (acc) memset(acc, 0, (size_t)(ntap * g->OW) * sizeof *acc);
             memset(gk, 0, (size_t)ntap * sizeof *gk);
             float bsum = 0;
             for (int64_t n = 0; n < g->N; n++) {
                 const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x ? j->x + (n * g->C + c) * g->HW : NULL;
                 float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL;
-                if (same3) dw3_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, j->gw ? gk : NULL, buf, buf + padn);
-                else if (s1) dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, j->gw ? gk : NULL, buf, buf + padn,
-                                      buf + 2 * padn);
-                else dw_plane_bwd(g, gy, x, j->w + o * ntap, gx, acc);
+                dw_plane_bwd(g, gy, x, j->w + o * ntap, gx, acc);
                 if (j->gb) for (int64_t i = 0; i < g->OHW; i++) bsum += gy[i];
             }
             if (j->gw) {
