@@ -7,6 +7,7 @@
  *                bn_weight|nil, bn_bias|nil, running_mean|nil, running_var|nil, eps, relu)
  *   sepconv2d_fused(x, wd, bd|nil, sh, sw, ph, pw, dh, dw, groups, relu_in, wp, bp|nil,
  *                   bn_weight|nil, bn_bias|nil, running_mean|nil, running_var|nil, eps, relu)
+ *   sepconv2d(x, wd, wp, sh, sw, ph, pw, dh, dw, groups)
  *   max_pool2d(x, kh, kw, sh, sw, ph, pw)
  *   avg_pool2d(x, kh, kw, sh, sw, ph, pw)
  *   adaptive_avg_pool2d(x, oh, ow) */
@@ -70,6 +71,14 @@ static int l_sepconv2d_fused(lua_State *L) {
     return 1;
 }
 
+static int l_sepconv2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1), *wd = fmd_lua_check_tensor(L, 2), *wp = fmd_lua_check_tensor(L, 3);
+    int a[7];
+    for (int i = 0; i < 7; i++) a[i] = check_int(L, 4 + i);
+    fmd_lua_push_tensor(L, fmd_sepconv2d(x, wd, wp, a[0], a[1], a[2], a[3], a[4], a[5], a[6]));
+    return 1;
+}
+
 static int l_max_pool2d(lua_State *L) {
     fmd_tensor *x = fmd_lua_check_tensor(L, 1);
     int a[6];
@@ -94,7 +103,8 @@ static int l_adaptive_avg_pool2d(lua_State *L) {
 }
 
 void fmd_lua_open_conv(lua_State *L) {
-    static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"conv2d_fused", l_conv2d_fused}, {"sepconv2d_fused", l_sepconv2d_fused}, {"max_pool2d", l_max_pool2d},
+    static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"conv2d_fused", l_conv2d_fused}, {"sepconv2d_fused", l_sepconv2d_fused},
+                                   {"sepconv2d", l_sepconv2d}, {"max_pool2d", l_max_pool2d},
                                    {"avg_pool2d", l_avg_pool2d}, {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
                                    {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);

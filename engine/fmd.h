@@ -450,6 +450,12 @@ fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, i
                                 int dh, int dw, int groups, int relu_in, fmd_tensor *wp, fmd_tensor *bp,
                                 fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
                                 fmd_tensor *running_var, float eps, int relu);
+/* The same without biases, input ReLU or epilogue, recording one autograd
+ * node: its backward also takes a sample at a time, remaking the sample's
+ * depthwise output and its gradient in per-thread buffers. Falls back to the
+ * two convs (two nodes) where its kernels do not apply. */
+fmd_tensor *fmd_sepconv2d(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *wp, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int groups);
 fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in) w (out,in) b (out) or NULL */
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */

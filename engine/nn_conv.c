@@ -28,7 +28,8 @@
  * right after its GEMM (a pass of its own after the direct, batched 1x1 and
  * depthwise kernels).
  * fmd_sepconv2d_fused runs a depthwise then a pointwise conv a sample at a
- * time, the sample's depthwise output in a per-thread buffer.
+ * time, the sample's depthwise output in a per-thread buffer; fmd_sepconv2d
+ * does the same with a graph, its backward a sample at a time too.
  * Parallelism: samples are split over the pool, each thread running
  * single-threaded BLAS on its own scratch. With fewer samples than that
  * pays for (batch 1 for saliency/Grad-CAM), samples run in turn and
@@ -58,7 +59,7 @@ typedef struct {
 /* ------------------------------------------------------ per-thread scratch */
 /* Grown on demand and kept: pool threads live for the whole process, so
  * every conv call after the first reuses the same buffers. */
-static _Thread_local struct { float *p; size_t n; } scratch_buf[2];
+static _Thread_local struct { float *p; size_t n; } scratch_buf[3];
 
 static float *scratch(int slot, size_t n) {
     if (scratch_buf[slot].n < n) {
@@ -1102,4 +1103,169 @@ fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, i
     fmd_release(xc); fmd_release(wdc); fmd_release(bdc); fmd_release(wpc); fmd_release(bpc);
     free(coef);
     return y;
+}
+
+/* The same with a graph (training): one node for the depthwise then the
+ * pointwise conv, no biases. Its backward also takes a sample at a time: it
+ * remakes the sample's depthwise output for the pointwise weight gradient,
+ * makes that output's gradient by the pointwise input-gradient GEMM and runs
+ * the depthwise backward on it, all in per-thread buffers. Neither the batch's
+ * depthwise output nor its gradient is ever in memory; the node keeps x and
+ * the two weights, as the two conv nodes did (their pointwise one recomputed
+ * its input, see recomputable). */
+typedef struct {
+    sep_job s;               /* s.dw: x (NULL when no weight needs grad), wd; s.pw: wp */
+    const float *gy;         /* (N,O,OH,OW) */
+    float *gx;               /* (N,C,H,W), or NULL */
+    float *gwd, *gwp;        /* per-thread partial sums (nparts x wd's, x wp's numel), or NULL */
+    int failed;
+} sep_bwd_job;
+
+static void sep_bwd_task(void *p, int ith, int nth) {
+    sep_bwd_job *j = p;
+    const conv_job *dj = &j->s.dw;
+    const conv_geom *g = &dj->g, *pg = &j->s.pw.g;
+    int64_t b, e;
+    fmd_split(g->N, ith, nth, &b, &e);
+    if (b >= e) return;
+    const int64_t ntap = g->KH * g->KW, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw), S = g->OHW;
+    const int same3 = dw3_same(g);
+    /* slot 0 first at its largest: dw_fwd_planes asks it for less */
+    float *buf = scratch(0, (size_t)(2 * padn + dw1_span(g)));
+    float *mid = j->gwp ? scratch(1, (size_t)(g->O * S)) : NULL;
+    float *gmid = (j->gx || j->gwd) ? scratch(2, (size_t)(g->O * S)) : NULL;
+    if (!buf || (j->gwp && !mid) || ((j->gx || j->gwd) && !gmid)) { j->failed = 1; return; }
+    float *gwd = j->gwd ? j->gwd + (size_t)ith * g->O * ntap : NULL;
+    float *gwp = j->gwp ? j->gwp + (size_t)ith * pg->O * pg->C : NULL;
+    for (int64_t n = b; n < e; n++) {
+        const float *gyn = j->gy + n * pg->O * S;
+        if (mid) {   /* gwp (O2,O) += gy_n (O2,S) @ mid_n^T */
+            conv_job d = *dj;
+            dw_fwd_planes(&d, n * g->O, (n + 1) * g->O, mid);
+            if (d.failed) { j->failed = 1; return; }
+            fmd_sgemm(0, 1, pg->O, pg->C, S, 1.0f, gyn, S, mid, S, 1.0f, gwp, pg->C);
+        }
+        if (!gmid) continue;
+        /* gmid (O,S) = wp^T @ gy_n, then the depthwise backward of sample n */
+        fmd_sgemm(1, 0, pg->C, S, pg->O, 1.0f, j->s.pw.w, pg->C, gyn, S, 0.0f, gmid, S);
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t m = 0; m < g->Og; m++) {
+                const int64_t o = c * g->Og + m;
+                const float *xp = dj->x ? dj->x + (n * g->C + c) * g->HW : NULL;
+                float *gxp = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, *gk = gwd ? gwd + o * ntap : NULL;
+                if (same3) dw3_plane_bwd(g, gmid + o * S, xp, dj->w + o * ntap, gxp, m == 0, gk, buf, buf + padn);
+                else dw1_plane_bwd(g, gmid + o * S, xp, dj->w + o * ntap, gxp, m == 0, gk, buf, buf + padn,
+                                   buf + 2 * padn);
+            }
+    }
+}
+
+static int sep_geometry(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *wp, const int64_t *a, sep_job *s) {
+    if (conv_geometry(x, wd, NULL, (int)a[0], (int)a[1], (int)a[2], (int)a[3], (int)a[4], (int)a[5], (int)a[6],
+                      &s->dw.g))
+        return -1;
+    const conv_geom *g = &s->dw.g;
+    fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
+    return conv_geometry(&mid, wp, NULL, 1, 1, 0, 0, 1, 1, 1, &s->pw.g);
+}
+
+// sum of nparts partials of n floats each -> dst
+static void sum_parts(const float *parts, int nparts, int64_t n, float *dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = 0;
+    for (int p = 0; p < nparts; p++)
+        for (int64_t i = 0; i < n; i++) dst[i] += parts[(size_t)p * n + i];
+}
+
+static int sep_backward(fmd_node *nd, fmd_tensor *gout) {
+    fmd_tensor *x = nd->inputs[0], *wd = nd->inputs[1], *wp = nd->inputs[2];
+    sep_bwd_job j = {0};
+    if (sep_geometry(x, nd->saved[1], nd->saved[2], nd->iarg, &j.s)) return -1;
+    const conv_geom *g = &j.s.dw.g, *pg = &j.s.pw.g;
+    int need_x = x->requires_grad, need_wd = wd->requires_grad, need_wp = wp->requires_grad;
+    if ((need_wd || need_wp) && !nd->saved[0]) return fmd_fail("sepconv2d backward: input was not saved");
+    const int nparts = fmd_get_num_threads();
+    const int64_t nwd = g->O * g->KH * g->KW, nwp = pg->O * pg->C;
+    int64_t wdshape[4] = {g->O, 1, g->KH, g->KW}, wpshape[4] = {pg->O, pg->C, 1, 1};
+    fmd_tensor *gy = fmd_contiguous(gout), *gx = NULL, *gwd = NULL, *gwp = NULL;
+    float *parts = NULL;
+    int rc = -1;
+    if (!gy) return -1;
+    if (need_x && !(gx = fmd_empty(4, x->shape))) goto done;
+    if (need_wd && !(gwd = fmd_empty(4, wdshape))) goto done;
+    if (need_wp && !(gwp = fmd_empty(4, wpshape))) goto done;
+    if ((need_wd || need_wp) &&
+        !(parts = calloc((size_t)nparts * (size_t)((need_wd ? nwd : 0) + (need_wp ? nwp : 0)), sizeof *parts))) {
+        fmd_fail("sepconv2d backward: out of memory for weight-gradient partials");
+        goto done;
+    }
+    j.s.dw.x = need_wd || need_wp ? fmd_data(nd->saved[0]) : NULL;
+    j.s.dw.w = fmd_data(nd->saved[1]);
+    j.s.pw.w = fmd_data(nd->saved[2]);
+    j.gy = fmd_data(gy);
+    j.gx = gx ? fmd_data(gx) : NULL;
+    j.gwd = need_wd ? parts : NULL;
+    j.gwp = need_wp ? parts + (need_wd ? (size_t)nparts * nwd : 0) : NULL;
+    if (g->N > 0) fmd_parallel_n(sep_bwd_task, &j, nparts);
+    if (j.failed) { fmd_fail("sepconv2d backward: out of memory for the per-sample buffers"); goto done; }
+    if (gwd) sum_parts(j.gwd, nparts, nwd, fmd_data(gwd));
+    if (gwp) sum_parts(j.gwp, nparts, nwp, fmd_data(gwp));
+    rc = 0;
+    if (gx) rc = fmd_accumulate_grad(x, gx);
+    if (rc == 0 && gwd) rc = fmd_accumulate_grad(wd, gwd);
+    if (rc == 0 && gwp) rc = fmd_accumulate_grad(wp, gwp);
+done:
+    free(parts);
+    fmd_release(gy); fmd_release(gx); fmd_release(gwd); fmd_release(gwp);
+    return rc;
+}
+
+// x (N,C,H,W), wd (C*m,1,KH,KW) with groups C, wp (O,C*m,1,1), no biases:
+// the conv by wp of the conv by wd of x, recording one node when an input
+// needs grad; a sample at a time forward and backward when the kernels
+// allow (stride 1), else the two convs (two nodes) in turn
+fmd_tensor *fmd_sepconv2d(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *wp, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int groups) {
+    sep_job s = {0};
+    const conv_geom *g = &s.dw.g;
+    int64_t a[7] = {sh, sw, ph, pw, dh, dw, groups};
+    if (wp->ndim != 4 || wp->shape[2] != 1 || wp->shape[3] != 1) {
+        char sb[96];
+        return fmd_fail_null("sepconv2d: pointwise weight must be (O,C,1,1), got %s",
+                             fmd_shape_str(sb, sizeof sb, wp->ndim, wp->shape));
+    }
+    /* as in fmd_sepconv2d_fused, plus stride 1 for the backward's plane kernels;
+     * a geometry that fails here fails again, with its message, below */
+    int one = !sep_geometry(x, wd, wp, a, &s) && g->depthwise && !direct_ok(g) && g->sh == 1 && g->sw == 1 &&
+              g->N > 0 && batch_parallel(g->N) && !pw_batched(&s.pw.g);
+    if (!one) {
+        fmd_tensor *m = fmd_conv2d(x, wd, NULL, sh, sw, ph, pw, dh, dw, groups);
+        fmd_tensor *y = m ? fmd_conv2d(m, wp, NULL, 1, 1, 0, 0, 1, 1, 1) : NULL;
+        fmd_release(m);
+        return y;
+    }
+    fmd_tensor *xc = contiguous_nograd(x), *wdc = xc ? contiguous_nograd(wd) : NULL;
+    fmd_tensor *wpc = wdc ? contiguous_nograd(wp) : NULL, *y = NULL;
+    int64_t shape[4] = {g->N, s.pw.g.O, g->OH, g->OW};
+    if (!wpc || !(y = fmd_empty(4, shape))) goto fail;
+    s.dw.x = fmd_data(xc); s.dw.w = fmd_data(wdc);
+    s.pw.w = fmd_data(wpc); s.pw.y = fmd_data(y);
+    fmd_parallel(sep_task, &s);
+    if (s.dw.failed || s.pw.failed) { fmd_fail("sepconv2d: out of memory for the depthwise buffer"); goto fail; }
+    fmd_tensor *in[3] = {x, wd, wp};
+    if (fmd_needs_grad(3, in)) {
+        fmd_node *n = fmd_node_new("sepconv2d", sep_backward, 3, in);
+        if (!n) goto fail;
+        memcpy(n->iarg, a, sizeof a);
+        int save_x = wd->requires_grad || wp->requires_grad;
+        n->saved[0] = save_x ? fmd_alias(xc) : NULL;
+        n->saved[1] = fmd_alias(wdc);
+        n->saved[2] = fmd_alias(wpc);
+        fmd_node_attach(y, n);
+        if ((save_x && !n->saved[0]) || !n->saved[1] || !n->saved[2]) goto fail;
+    }
+    fmd_release(xc); fmd_release(wdc); fmd_release(wpc);
+    return y;
+fail:
+    fmd_release(xc); fmd_release(wdc); fmd_release(wpc); fmd_release(y);
+    return NULL;
 }

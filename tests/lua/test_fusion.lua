@@ -155,7 +155,7 @@ test("sepconv2d_fused (a sample at a time) equals the depthwise and pointwise co
       for _, use_bn in ipairs{false, true} do
         for _, relu in ipairs{false, true} do
           fmd.no_grad(function()
-            local want = sep(relu_in and F.relu(x) or x)
+            local want = sep.pointwise(sep.conv1(relu_in and F.relu(x) or x))
             if use_bn then want = bn(want) end
             if relu then want = F.relu(want) end
             local got = sep:forward_fused(x, relu_in, use_bn and bn or nil, relu)
@@ -169,6 +169,69 @@ test("sepconv2d_fused (a sample at a time) equals the depthwise and pointwise co
   expect_error(function() fmd.no_grad(function() sep:forward_fused(fmd.randn(2, 5, 9, 9)) end) end,
     "input [2 x 5 x 9 x 9] has 5 channels")
   expect_error(function() sep:forward_fused(fmd.randn(2, 4, 9, 9)) end, "sepconv2d_fused: records no graph")
+end)
+
+-- with a graph, a plain SeparableConv2d is one node (C.sepconv2d) whose
+-- forward and backward take a sample at a time; the numbers are those of its
+-- two convs in turn (the depthwise weight gradient sums the samples in
+-- another order, so it is close, not equal)
+test("sepconv2d (one node, a sample at a time) equals its two convs in turn, gradients too", function()
+  fmd.manual_seed(23)
+  local prev = fmd.get_num_threads()
+  fmd.set_num_threads(2)   -- the sample-at-a-time path shares the batch over threads
+  local cases = {   -- {name, N, C, H, O, kernel, options, the node it records}
+    {"3x3 same (Xception's)", 4, 6, 13, 10, 3, {padding = 1}, "sepconv2d"},
+    {"3x3 same, narrow (span form)", 2, 5, 12, 7, 3, {padding = 1}, "sepconv2d"},
+    {"3x3 pad 0 (stride-1 general kernel)", 2, 4, 14, 6, 3, {}, "sepconv2d"},
+    {"5x5 dilation 2, padding 4", 2, 3, 16, 5, 5, {padding = 4, dilation = 2}, "sepconv2d"},
+    {"batch of 9 (uneven but large)", 9, 3, 12, 5, 3, {padding = 1}, "sepconv2d"},
+    {"batch of 3 (the convs in turn)", 3, 4, 12, 6, 3, {padding = 1}, "conv2d"},
+    {"8x8 plane (batched 1x1, the convs in turn)", 2, 6, 8, 6, 3, {padding = 1}, "conv2d"},
+    {"stride 2 (the convs in turn)", 2, 4, 15, 6, 3, {stride = 2, padding = 1}, "conv2d"},
+    {"biases (the convs in turn)", 2, 4, 12, 6, 3, {padding = 1, bias = true}, "conv2d"},
+  }
+  local function run(sep, x, r, one, want_x, want_w)
+    x = x:clone(); x.requires_grad = want_x
+    for _, p in ipairs(sep:parameters()) do p.grad = nil; p.requires_grad = want_w end
+    local y = one and sep(x) or sep.pointwise(sep.conv1(x))
+    local name = y.grad_fn
+    ;(y * r):sum():backward()
+    return y, name, x.grad, sep.conv1.weight.grad, sep.pointwise.weight.grad
+  end
+  for _, c in ipairs(cases) do
+    local name, N, Cin, H, O, k, o, node = table.unpack(c)
+    local sep = nn.SeparableConv2d(Cin, O, k, o.stride or 1, o.padding or 0, o.dilation or 1, o.bias or false)
+    local x = fmd.randn(N, Cin, H, H)
+    local r = fmd.randn(table.unpack(fmd.no_grad(function() return sep(x) end):size()))
+    for _, need in ipairs{{true, true}, {true, false}, {false, true}} do
+      local what = ("%s, grad of x %s, of weights %s"):format(name, need[1], need[2])
+      local y1, n1, gx1, gd1, gp1 = run(sep, x, r, true, need[1], need[2])
+      local y2, _, gx2, gd2, gp2 = run(sep, x, r, false, need[1], need[2])
+      expect_eq(n1, node, what .. ": the node recorded")
+      expect_same(y1, y2, what .. " output")
+      if need[1] then expect_same(gx1, gx2, what .. " input gradient") else expect(gx1 == nil, what) end
+      if need[2] then
+        expect_same(gp1, gp2, what .. " pointwise weight gradient")
+        expect_near(gd1, gd2, 1e-5, what .. " depthwise weight gradient")
+      else
+        expect(gd1 == nil and gp1 == nil, what .. ": no weight gradients")
+      end
+    end
+  end
+  -- against central differences, through the engine call itself
+  local C = require "fmd.core"
+  local x, wd, wp = fmd.randn(2, 3, 12, 12), fmd.randn(3, 1, 3, 3), fmd.randn(4, 3, 1, 1)
+  expect_eq(C.sepconv2d(x, wd:requires_grad_(), wp, 1, 1, 1, 1, 1, 1, 3).grad_fn, "sepconv2d", "gradcheck's node")
+  local r = fmd.randn(2, 4, 12, 12)
+  gradcheck("sepconv2d", function() return (C.sepconv2d(x, wd, wp, 1, 1, 1, 1, 1, 1, 3) * r):sum() end, {x, wd, wp})
+  expect_error(function() C.sepconv2d(x, wd, fmd.randn(4, 3, 3, 3), 1, 1, 1, 1, 1, 1, 3) end,
+    "sepconv2d: pointwise weight must be (O,C,1,1), got [4 x 3 x 3 x 3]")
+  expect_error(function() C.sepconv2d(fmd.randn(2, 5, 6, 6), wd, wp, 1, 1, 1, 1, 1, 1, 3) end, "5 channels")
+  -- a second backward through the freed node is a clear error
+  local y = C.sepconv2d(x, wd, wp, 1, 1, 1, 1, 1, 1, 3):sum()
+  y:backward()
+  expect_error(function() y:backward() end, "second time")
+  fmd.set_num_threads(prev)
 end)
 
 test("conv2d_fused: a graph, wrong BatchNorm sizes and missing stats are clear errors", function()
