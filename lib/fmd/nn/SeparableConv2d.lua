@@ -20,14 +20,12 @@ function SeparableConv2d:__init(...)
   self.pointwise = Conv2d(o.in_channels, o.out_channels, 1, 1, 0, 1, 1, bias)
 end
 
-local function hooked(m) return #rawget(m, "_forward_hooks") > 0 or #rawget(m, "_forward_pre_hooks") > 0 end
-
 -- the children as this module made them (a user may swap or hook them):
 -- then one C.sepconv2d call, one autograd node that runs forward and
 -- backward a sample at a time; else the two modules in turn
 local function plain(c, p)
   if c.__name ~= "nn.Conv2d" or p.__name ~= "nn.Conv2d" or c.bias ~= nil or p.bias ~= nil then return false end
-  if hooked(c) or hooked(p) then return false end
+  if util.hooked(c) or util.hooked(p) then return false end
   local k, s, pd, d = p.kernel_size, p.stride, p.padding, p.dilation
   return k[1] == 1 and k[2] == 1 and s[1] == 1 and s[2] == 1 and pd[1] == 0 and pd[2] == 0 and d[1] == 1 and
     d[2] == 1 and p.groups == 1

@@ -20,12 +20,9 @@
 -- and a hook must see the module's own output.
 local C = require "fmd.core"
 local F = require "fmd.nn.functional"
+local hooked = require("fmd.nn.util").hooked
 
 local fusion = {}
-
-local function hooked(m)
-  return #rawget(m, "_forward_hooks") > 0 or #rawget(m, "_forward_pre_hooks") > 0
-end
 
 local function conv_ok(m)
   if m == nil or hooked(m) then return false end

@@ -1,6 +1,6 @@
 -- Helpers shared by the nn modules: argument shapes (a number or an {h, w}
--- pair), option tables, uniform initialisation and Python-style text for
--- the PyTorch-like repr.
+-- pair), option tables, whether a module is hooked, uniform initialisation
+-- and Python-style text for the PyTorch-like repr.
 local fmd = require "fmd"
 local util = {}
 
@@ -42,6 +42,12 @@ function util.args(args, names, what)
     out[name] = v
   end
   return out
+end
+
+-- module m has a forward hook or pre-hook: a fused call that skips its
+-- forward would hide m's own output from it (nn.fusion, SeparableConv2d)
+function util.hooked(m)
+  return #rawget(m, "_forward_hooks") > 0 or #rawget(m, "_forward_pre_hooks") > 0
 end
 
 -- tensor of `shape` drawn from U(-bound, bound) with the global RNG, a leaf
