@@ -616,6 +616,15 @@ static void dw3_plane_bwd(const conv_geom *g, const float *gy, const float *x, c
     }
 }
 
+// a stride-1 depthwise plane's backward (dw3_plane_bwd or dw1_plane_bwd);
+// buf: scratch of 2 * padn + dw1_span floats
+static void dw_s1_plane_bwd(const conv_geom *g, const float *gy, const float *x, const float *k, float *gx,
+                            int gx_set, float *gk, float *buf) {
+    const int64_t padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
+    if (dw3_same(g)) dw3_plane_bwd(g, gy, x, k, gx, gx_set, gk, buf, buf + padn);
+    else dw1_plane_bwd(g, gy, x, k, gx, gx_set, gk, buf, buf + padn, buf + 2 * padn);
+}
+
 // planes [b, e) of the output (N*O, OH, OW), written one after another to y
 static void dw_fwd_planes(conv_job *j, int64_t b, int64_t e, float *y) {
     const conv_geom *g = &j->g;
@@ -652,8 +661,8 @@ static void dw_bwd_task(void *p, int ith, int nth) {
     int64_t b, e, ntap = g->KH * g->KW, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw);
     fmd_split(g->C, ith, nth, &b, &e);
     if (b >= e) return;
-    int s1 = g->sh == 1 && g->sw == 1, same3 = dw3_same(g);
-    float *buf = NULL, gk[64 * 64];
+    int s1 = g->sh == 1 && g->sw == 1;
+    float *buf = NULL;
     size_t need = s1 ? (size_t)(2 * padn + dw1_span(g)) : (size_t)(ntap * g->OW);
     if ((s1 || j->gw) && !(buf = scratch(0, need))) { j->failed = 1; return; }
     if (s1) {
@@ -668,8 +677,7 @@ static void dw_bwd_task(void *p, int ith, int nth) {
                     const float *gy = j->gy + (n * g->O + o) * g->OHW;
                     const float *x = j->x ? j->x + (n * g->C + c) * g->HW : NULL;
                     float *gx = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, *k = gks ? gks + r * ntap : NULL;
-                    if (same3) dw3_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, k, buf, buf + padn);
-                    else dw1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, k, buf, buf + padn, buf + 2 * padn);
+                    dw_s1_plane_bwd(g, gy, x, j->w + o * ntap, gx, m == 0, k, buf);
                     if (bsum) {
                         float s = bsum[r];
                         for (int64_t i = 0; i < g->OHW; i++) s += gy[i];
@@ -686,7 +694,6 @@ static void dw_bwd_task(void *p, int ith, int nth) {
             int64_t o = c * g->Og + m;
             float *acc = j->gw ? buf : NULL;
             if (acc) memset(acc, 0, (size_t)(ntap * g->OW) * sizeof *acc);
-            memset(gk, 0, (size_t)ntap * sizeof *gk);
             float bsum = 0;
             for (int64_t n = 0; n < g->N; n++) {
                 const float *gy = j->gy + (n * g->O + o) * g->OHW, *x = j->x ? j->x + (n * g->C + c) * g->HW : NULL;
@@ -696,8 +703,8 @@ static void dw_bwd_task(void *p, int ith, int nth) {
             }
             if (j->gw) {
                 for (int64_t t = 0; t < ntap; t++) {
-                    float s = gk[t];
-                    if (acc) for (int64_t ox = 0; ox < g->OW; ox++) s += acc[t * g->OW + ox];
+                    float s = 0;
+                    for (int64_t ox = 0; ox < g->OW; ox++) s += acc[t * g->OW + ox];
                     j->gw[o * ntap + t] = s;
                 }
             }
@@ -791,6 +798,13 @@ static int direct_ok(const conv_geom *g) {
 static int reads_relu_in(const conv_geom *g) { return g->depthwise && g->sh == 1 && g->sw == 1 && !direct_ok(g); }
 
 /* -------------------------------------------------------------- autograd */
+// sum of nparts per-thread partials of n floats each -> dst
+static void sum_parts(const float *parts, int nparts, int64_t n, float *dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = 0;
+    for (int p = 0; p < nparts; p++)
+        for (int64_t i = 0; i < n; i++) dst[i] += parts[(size_t)p * n + i];
+}
+
 static fmd_tensor *contiguous_nograd(fmd_tensor *t) {
     int prev = fmd_set_grad_enabled(0);
     fmd_tensor *c = fmd_contiguous(t);
@@ -893,18 +907,8 @@ static int conv_backward(fmd_node *nd, fmd_tensor *gout) {
             else for (int64_t n = 0; n < g->N && !j.failed; n++) bwd_sample(&j, n, 0, 1);
         }
         if (parts) {
-            for (int p = 0; p < j.nparts; p++) {
-                if (ggw) {
-                    float *d = fmd_data(ggw);
-                    const float *s = parts + (size_t)p * g->O * g->Kc;
-                    for (int64_t i = 0; i < g->O * g->Kc; i++) d[i] += s[i];
-                }
-                if (ggb) {
-                    float *d = fmd_data(ggb);
-                    const float *s = j.gb + (size_t)p * g->O;
-                    for (int64_t i = 0; i < g->O; i++) d[i] += s[i];
-                }
-            }
+            if (ggw) sum_parts(parts, j.nparts, g->O * g->Kc, fmd_data(ggw));
+            if (ggb) sum_parts(j.gb, j.nparts, g->O, fmd_data(ggb));
         }
     }
     if (j.failed) { fmd_fail("conv2d backward: out of memory for the column buffer"); goto done; }
@@ -1048,6 +1052,31 @@ static void sep_task(void *p, int ith, int nth) {
     }
 }
 
+// s->dw.g, s->pw.g: the conv by wd (bias bd) of x with a = {sh, sw, ph, pw,
+// dh, dw, groups}, then the 1x1 conv by wp (bias bp) of its output; -1 when
+// either fails
+static int sep_geometry(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, fmd_tensor *wp, fmd_tensor *bp,
+                        const int64_t *a, sep_job *s) {
+    if (conv_geometry(x, wd, bd, (int)a[0], (int)a[1], (int)a[2], (int)a[3], (int)a[4], (int)a[5], (int)a[6],
+                      &s->dw.g))
+        return -1;
+    const conv_geom *g = &s->dw.g;
+    fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
+    return conv_geometry(&mid, wp, bp, 1, 1, 0, 0, 1, 1, 1, &s->pw.g);
+}
+
+/* The sample-at-a-time path needs a depthwise conv that the plane kernels
+ * make and a pointwise conv that fwd_sample makes, over a batch the threads
+ * share well (batch_parallel): 1 when s's geometries (sep_geometry) allow
+ * it. A geometry that fails here fails again, with its message, in the convs
+ * in turn. */
+static int sep_one(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, fmd_tensor *wp, fmd_tensor *bp, const int64_t *a,
+                   sep_job *s) {
+    const conv_geom *g = &s->dw.g;
+    return !sep_geometry(x, wd, bd, wp, bp, a, s) && g->depthwise && !direct_ok(g) && g->N > 0 &&
+           batch_parallel(g->N) && !pw_batched(&s->pw.g);
+}
+
 // x (N,C,H,W), wd (C,1,KH,KW) with groups C, wp (O,C,1,1): the conv by wp of
 // the conv by wd of x (or of max(x, 0)), then the epilogue as in
 // fmd_conv2d_fused; a sample at a time when the kernels allow, else the two
@@ -1066,16 +1095,9 @@ fmd_tensor *fmd_sepconv2d_fused(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *bd, i
     if (epilogue_coef(wp->shape[0], bn_weight, bn_bias, running_mean, running_var, eps, relu, &coef)) return NULL;
     sep_job s = {0};
     const conv_geom *g = &s.dw.g;
-    /* the sample-at-a-time path needs a depthwise conv that the plane kernels
-     * make (reading max(x, 0) themselves when asked) and a pointwise conv that
-     * fwd_sample makes, over a batch the threads share well (batch_parallel); a geometry that fails
-     * here fails again, with its message, in the convs in turn */
-    int one = !conv_geometry(x, wd, bd, sh, sw, ph, pw, dh, dw, groups, &s.dw.g) && g->depthwise &&
-              !direct_ok(g) && (!relu_in || reads_relu_in(g)) && g->N > 0 && batch_parallel(g->N);
-    if (one) {
-        fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
-        one = !conv_geometry(&mid, wp, bp, 1, 1, 0, 0, 1, 1, 1, &s.pw.g) && !pw_batched(&s.pw.g);
-    }
+    int64_t a[7] = {sh, sw, ph, pw, dh, dw, groups};
+    /* with the input ReLU, read by the depthwise kernels themselves */
+    int one = sep_one(x, wd, bd, wp, bp, a, &s) && (!relu_in || reads_relu_in(g));
     fmd_tensor *y = NULL;
     if (!one) {
         fmd_tensor *m = conv_forward(x, wd, bd, sh, sw, ph, pw, dh, dw, groups, relu_in, NULL, NULL, 0);
@@ -1118,31 +1140,28 @@ typedef struct {
     const float *gy;         /* (N,O,OH,OW) */
     float *gx;               /* (N,C,H,W), or NULL */
     float *gwd, *gwp;        /* per-thread partial sums (nparts x wd's, x wp's numel), or NULL */
-    int failed;
-} sep_bwd_job;
+} sep_bwd_job;           /* failures set s.dw.failed */
 
 static void sep_bwd_task(void *p, int ith, int nth) {
     sep_bwd_job *j = p;
-    const conv_job *dj = &j->s.dw;
+    conv_job *dj = &j->s.dw;
     const conv_geom *g = &dj->g, *pg = &j->s.pw.g;
     int64_t b, e;
     fmd_split(g->N, ith, nth, &b, &e);
     if (b >= e) return;
     const int64_t ntap = g->KH * g->KW, padn = (g->H + 2 * g->ph) * (g->W + 2 * g->pw), S = g->OHW;
-    const int same3 = dw3_same(g);
     /* slot 0 first at its largest: dw_fwd_planes asks it for less */
     float *buf = scratch(0, (size_t)(2 * padn + dw1_span(g)));
     float *mid = j->gwp ? scratch(1, (size_t)(g->O * S)) : NULL;
     float *gmid = (j->gx || j->gwd) ? scratch(2, (size_t)(g->O * S)) : NULL;
-    if (!buf || (j->gwp && !mid) || ((j->gx || j->gwd) && !gmid)) { j->failed = 1; return; }
+    if (!buf || (j->gwp && !mid) || ((j->gx || j->gwd) && !gmid)) { dj->failed = 1; return; }
     float *gwd = j->gwd ? j->gwd + (size_t)ith * g->O * ntap : NULL;
     float *gwp = j->gwp ? j->gwp + (size_t)ith * pg->O * pg->C : NULL;
     for (int64_t n = b; n < e; n++) {
         const float *gyn = j->gy + n * pg->O * S;
         if (mid) {   /* gwp (O2,O) += gy_n (O2,S) @ mid_n^T */
-            conv_job d = *dj;
-            dw_fwd_planes(&d, n * g->O, (n + 1) * g->O, mid);
-            if (d.failed) { j->failed = 1; return; }
+            dw_fwd_planes(dj, n * g->O, (n + 1) * g->O, mid);
+            if (dj->failed) return;
             fmd_sgemm(0, 1, pg->O, pg->C, S, 1.0f, gyn, S, mid, S, 1.0f, gwp, pg->C);
         }
         if (!gmid) continue;
@@ -1153,33 +1172,15 @@ static void sep_bwd_task(void *p, int ith, int nth) {
                 const int64_t o = c * g->Og + m;
                 const float *xp = dj->x ? dj->x + (n * g->C + c) * g->HW : NULL;
                 float *gxp = j->gx ? j->gx + (n * g->C + c) * g->HW : NULL, *gk = gwd ? gwd + o * ntap : NULL;
-                if (same3) dw3_plane_bwd(g, gmid + o * S, xp, dj->w + o * ntap, gxp, m == 0, gk, buf, buf + padn);
-                else dw1_plane_bwd(g, gmid + o * S, xp, dj->w + o * ntap, gxp, m == 0, gk, buf, buf + padn,
-                                   buf + 2 * padn);
+                dw_s1_plane_bwd(g, gmid + o * S, xp, dj->w + o * ntap, gxp, m == 0, gk, buf);
             }
     }
-}
-
-static int sep_geometry(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *wp, const int64_t *a, sep_job *s) {
-    if (conv_geometry(x, wd, NULL, (int)a[0], (int)a[1], (int)a[2], (int)a[3], (int)a[4], (int)a[5], (int)a[6],
-                      &s->dw.g))
-        return -1;
-    const conv_geom *g = &s->dw.g;
-    fmd_tensor mid = {.ndim = 4, .shape = {g->N, g->O, g->OH, g->OW}};
-    return conv_geometry(&mid, wp, NULL, 1, 1, 0, 0, 1, 1, 1, &s->pw.g);
-}
-
-// sum of nparts partials of n floats each -> dst
-static void sum_parts(const float *parts, int nparts, int64_t n, float *dst) {
-    for (int64_t i = 0; i < n; i++) dst[i] = 0;
-    for (int p = 0; p < nparts; p++)
-        for (int64_t i = 0; i < n; i++) dst[i] += parts[(size_t)p * n + i];
 }
 
 static int sep_backward(fmd_node *nd, fmd_tensor *gout) {
     fmd_tensor *x = nd->inputs[0], *wd = nd->inputs[1], *wp = nd->inputs[2];
     sep_bwd_job j = {0};
-    if (sep_geometry(x, nd->saved[1], nd->saved[2], nd->iarg, &j.s)) return -1;
+    if (sep_geometry(x, nd->saved[1], NULL, nd->saved[2], NULL, nd->iarg, &j.s)) return -1;
     const conv_geom *g = &j.s.dw.g, *pg = &j.s.pw.g;
     int need_x = x->requires_grad, need_wd = wd->requires_grad, need_wp = wp->requires_grad;
     if ((need_wd || need_wp) && !nd->saved[0]) return fmd_fail("sepconv2d backward: input was not saved");
@@ -1206,7 +1207,7 @@ static int sep_backward(fmd_node *nd, fmd_tensor *gout) {
     j.gwd = need_wd ? parts : NULL;
     j.gwp = need_wp ? parts + (need_wd ? (size_t)nparts * nwd : 0) : NULL;
     if (g->N > 0) fmd_parallel_n(sep_bwd_task, &j, nparts);
-    if (j.failed) { fmd_fail("sepconv2d backward: out of memory for the per-sample buffers"); goto done; }
+    if (j.s.dw.failed) { fmd_fail("sepconv2d backward: out of memory for the per-sample buffers"); goto done; }
     if (gwd) sum_parts(j.gwd, nparts, nwd, fmd_data(gwd));
     if (gwp) sum_parts(j.gwp, nparts, nwp, fmd_data(gwp));
     rc = 0;
@@ -1233,10 +1234,8 @@ fmd_tensor *fmd_sepconv2d(fmd_tensor *x, fmd_tensor *wd, fmd_tensor *wp, int sh,
         return fmd_fail_null("sepconv2d: pointwise weight must be (O,C,1,1), got %s",
                              fmd_shape_str(sb, sizeof sb, wp->ndim, wp->shape));
     }
-    /* as in fmd_sepconv2d_fused, plus stride 1 for the backward's plane kernels;
-     * a geometry that fails here fails again, with its message, below */
-    int one = !sep_geometry(x, wd, wp, a, &s) && g->depthwise && !direct_ok(g) && g->sh == 1 && g->sw == 1 &&
-              g->N > 0 && batch_parallel(g->N) && !pw_batched(&s.pw.g);
+    /* stride 1 for the backward's plane kernels */
+    int one = sep_one(x, wd, NULL, wp, NULL, a, &s) && g->sh == 1 && g->sw == 1;
     if (!one) {
         fmd_tensor *m = fmd_conv2d(x, wd, NULL, sh, sw, ph, pw, dh, dw, groups);
         fmd_tensor *y = m ? fmd_conv2d(m, wp, NULL, 1, 1, 0, 0, 1, 1, 1) : NULL;
