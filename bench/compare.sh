@@ -12,7 +12,8 @@
 # ratios fmd/PyTorch (the machine drifts between rounds, so the ratio of a
 # round is the figure that counts) with their range, images/s, effective
 # GFLOP/s and peak RSS. Then the machine's cblas_sgemm ceiling and OpenBLAS's
-# kernel (bench/sgemm_probe.c), and with --data the data-bound check.
+# kernel (bench/sgemm_probe.c), fmd's own AVX-512 sgemm on the same product,
+# which of the two fmd's GEMMs ran on, and with --data the data-bound check.
 #
 # PyTorch runs at its best: torch.set_num_threads(--threads), OpenBLAS's
 # pthread build, and glibc told to keep freed memory (GLIBC_TUNABLES below).
@@ -117,7 +118,8 @@ done
 
 # the ceiling: cblas_sgemm of the libopenblas fmd links
 probe_line=""
-if cc -O2 "$top/bench/sgemm_probe.c" -o "$tmp/sgemm_probe" $(pkg-config --cflags --libs openblas) 2>"$tmp/err"; then
+if cc -O2 -I"$top/engine" "$top/bench/sgemm_probe.c" "$top/engine/gemm.c" -o "$tmp/sgemm_probe" -lpthread \
+    $(pkg-config --cflags --libs openblas) 2>"$tmp/err"; then
   probe_line=$("$tmp/sgemm_probe" 2048 5 "$threads" || true)
 else
   echo "  sgemm probe did not build: $(tail -1 "$tmp/err")" >&2
@@ -169,6 +171,12 @@ if probe:
     print("cblas_sgemm %dx%d (bench/sgemm_probe.c, the libopenblas fmd links): %.1f GFLOP/s on 1 thread, %.1f on %d threads; "
           "OpenBLAS kernel: %s (OPENBLAS_CORETYPE=%s; %s)" % (probe["n"], probe["n"], probe["gflops_1thread"],
           probe["gflops_threads"], probe["threads"], probe["corename"], probe["OPENBLAS_CORETYPE"] or "unset", probe["config"]))
+    if probe.get("fmd_gflops_1thread") is not None:
+        print("fmd's own AVX-512 sgemm (engine/gemm.c), same product: %.1f GFLOP/s on 1 thread, %.1f on %d threads" % (
+              probe["fmd_gflops_1thread"], probe["fmd_gflops_threads"], probe["threads"]))
+gemm = sorted({r.get("gemm") for r in rows if r["side"] == "fmd" and r.get("gemm")})
+if gemm:
+    print("fmd's GEMMs ran on: %s (FMD_GEMM, docs/performance.md)" % ", ".join(gemm))
 d = [r for r in rows if r["mode"] == "data" and ok(r)]
 p = runs("fmd", ("SimpleNet", "train"))
 if d and p:

@@ -143,6 +143,7 @@ local parts = {}
 for _, t in ipairs(times) do parts[#parts + 1] = ("%.6f"):format(t) end
 local rss = peak_rss_gb()
 print(('{"side": "fmd", "model": "%s", "mode": "%s", "batch": %d, "size": %d, "threads": %d, "steps": %d, '
-  .. '"median_s": %.6f, "times_s": [%s], "images_per_s": %.3f, "macs": %d, "gflops": %.3f, "peak_rss_gb": %s}')
+  .. '"median_s": %.6f, "times_s": [%s], "images_per_s": %.3f, "macs": %d, "gflops": %.3f, "peak_rss_gb": %s, '
+  .. '"gemm": "%s"}')
   :format(opts.model, opts.mode, B, S, opts.threads, #times, med, table.concat(parts, ", "), B / med,
-    math.tointeger(macs) or macs, flops / med / 1e9, rss and ("%.4f"):format(rss) or "null"))
+    math.tointeger(macs) or macs, flops / med / 1e9, rss and ("%.4f"):format(rss) or "null", fmd.gemm_backend()))

@@ -513,6 +513,7 @@ static int l_set_num_threads(lua_State *L) {
     return 0;
 }
 static int l_get_num_threads(lua_State *L) { lua_pushinteger(L, fmd_get_num_threads()); return 1; }
+static int l_gemm_backend(lua_State *L) { lua_pushstring(L, fmd_gemm_backend()); return 1; }
 static int l_is_grad_enabled(lua_State *L) { lua_pushboolean(L, fmd_is_grad_enabled()); return 1; }
 static int l_set_grad_enabled(lua_State *L) { lua_pushboolean(L, fmd_set_grad_enabled(lua_toboolean(L, 1))); return 1; }
 static int l_memory_in_use(lua_State *L) { lua_pushinteger(L, (lua_Integer)fmd_bytes_in_use()); return 1; }
@@ -539,7 +540,8 @@ static const luaL_Reg functions[] = {
     {"randn", l_randn}, {"arange", l_arange}, {"tensor", l_tensor},
     {"is_tensor", l_is_tensor}, {"shape_str", l_shape_str}, {"max_rel_err", l_max_rel_err},
     {"manual_seed", l_manual_seed}, {"set_num_threads", l_set_num_threads},
-    {"get_num_threads", l_get_num_threads}, {"is_grad_enabled", l_is_grad_enabled},
+    {"get_num_threads", l_get_num_threads}, {"gemm_backend", l_gemm_backend},
+    {"is_grad_enabled", l_is_grad_enabled},
     {"set_grad_enabled", l_set_grad_enabled}, {"memory_in_use", l_memory_in_use},
     {"matmul", l_matmul},
     {NULL, NULL}};

@@ -241,6 +241,16 @@ int fmd_in_parallel(void);
 void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc);
+/* fmd's own single-threaded AVX-512 sgemm (gemm.c), same arguments as
+ * fmd_sgemm: 0 when done, -1 when it cannot run here (no AVX-512, or no
+ * memory for its packs), and then C is untouched. fmd_sgemm512_ok: 1 when
+ * the CPU has AVX-512. */
+int fmd_sgemm512(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                 float *C, int64_t ldc);
+int fmd_sgemm512_ok(void);
+/* the kernel fmd_sgemm uses: "fmd-avx512" or "openblas" (thread.c says when) */
+const char *fmd_gemm_backend(void);
 
 /* ------------------------------------------------------ engine-internal */
 /* Hot loops are also compiled for AVX2+FMA (x86-64-v3) and, where wide

@@ -8,6 +8,8 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 void openblas_set_num_threads(int);
@@ -49,8 +51,12 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+static int pick_backend(void);
+static int use512;
+
 static void init_once(void) {
     openblas_set_num_threads(1);
+    use512 = pick_backend();
     if (!nthreads_wanted) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads_wanted = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
@@ -109,9 +115,35 @@ typedef struct {
     const float *B; int64_t ldb; float beta; float *C; int64_t ldc; int split_rows;
 } gemm_job;
 
+char *openblas_get_corename(void);
+
+/* Which kernel runs a GEMM (use512, resolved in init_once): gemm.c's AVX-512
+ * one where the CPU has AVX-512 and OpenBLAS does not use it (its kernel is
+ * an AVX2 one, e.g. OPENBLAS_CORETYPE=Haswell on a Zen 5), else OpenBLAS.
+ * FMD_GEMM=openblas or FMD_GEMM=avx512 overrides the choice. */
+
+static int pick_backend(void) {
+    const char *want = getenv("FMD_GEMM");
+    if (want && !strcmp(want, "openblas")) return 0;
+    if (!fmd_sgemm512_ok()) return 0;
+    if (want && !strcmp(want, "avx512")) return 1;
+    /* auto: keep OpenBLAS where it runs an AVX-512 kernel itself */
+    const char *core = openblas_get_corename();
+    static const char *wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
+        if (!strcasecmp(core, wide[i])) return 0;
+    return 1;
+}
+
+const char *fmd_gemm_backend(void) {
+    pthread_once(&once, init_once);
+    return use512 ? "fmd-avx512" : "openblas";
+}
+
 static void blas(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    if (use512 && !fmd_sgemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }

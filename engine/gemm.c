@@ -1,0 +1,196 @@
+/* gemm.c - fmd's own single-threaded sgemm for AVX-512 machines.
+ *
+ * Why: fmd_sgemm calls OpenBLAS, whose kernel is chosen for the CPU (or by
+ * OPENBLAS_CORETYPE). Where OpenBLAS runs an AVX2 kernel on a CPU with
+ * full-width AVX-512 (OPENBLAS_CORETYPE=Haswell on a Zen 5, or a CPU its
+ * version does not know), it can reach only half the machine's FMA rate.
+ * This file is the half it leaves: a GEMM in BLIS's loop order with a
+ * 12 x 32 register tile, compiled for AVX-512 with a target attribute so
+ * that the build still runs on machines without it (fmd_sgemm512_ok).
+ * thread.c decides when to use it (fmd_gemm_backend).
+ *
+ * Layout (row-major C = alpha * op(A) op(B) + beta * C):
+ *   for each NC block of columns, for each KC block of k:
+ *     pack op(B)[kc x nc] as panels of NR columns, each kc x NR contiguous
+ *     for each MC block of rows, for each NR panel, for each MR panel of
+ *       rows: the micro-kernel, reading A in place
+ * The micro-kernel keeps the MR x NR tile of C in 24 zmm registers; a B
+ * panel (kc x NR, 32 KB) stays in L1 while the A rows (MC x KC, 144 KB)
+ * stream from L2. A is not packed: the kernel broadcasts its elements, so
+ * its layout costs no vector loads (packing the weights again for every
+ * sample of a batch cost 12 % of a training step). Only a last panel of
+ * fewer than MR rows is packed, padded with zeros.
+ * Edges are zero-padded in the packs and masked at the store.
+ * One thread on a Zen 5 core (bench/sgemm_probe.c): 240-255 GFLOP/s on
+ * 728 x 256 x 728, 195-210 on 728 x 8192 x 728, 200-220 on 2048^3;
+ * OpenBLAS's Haswell kernel 120-130, the AVX-512 FMA peak 265. */
+#include "fmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define MC 144     /* 12 panels of MR: 144 x 256 floats = 144 KB of A rows in L2 */
+#define NC 512     /* 256 x 512 floats = 512 KB of B in L2 too (4096: -10-15 % on wide C) */
+
+int fmd_sgemm512_ok(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int ok = -1;
+    if (ok < 0) ok = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return ok;
+#else
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* per-thread pack buffers, made on first use and kept (the pool's threads
+ * live as long as the process) */
+static _Thread_local float *apack, *bpack;
+
+static int buffers(void) {
+    if (!apack) apack = aligned_alloc(64, sizeof(float) * MR * KC);   /* one edge panel */
+    if (!bpack) bpack = aligned_alloc(64, sizeof(float) * KC * NC);
+    return apack && bpack ? 0 : -1;
+}
+
+// op(A) rows [i0, i0+m), m < MR, k [k0, k0+kc) -> ap: kc x MR, zero rows past m
+static void pack_edge(int ta, const float *A, int64_t lda, int64_t i0, int64_t m, int64_t k0, int64_t kc,
+                      float *ap) {
+    for (int64_t k = 0; k < kc; k++, ap += MR)
+        for (int64_t r = 0; r < MR; r++)
+            ap[r] = r >= m ? 0 : ta ? A[(k0 + k) * lda + i0 + r] : A[(i0 + r) * lda + k0 + k];
+}
+
+// op(B) k [k0, k0+kc), columns [j0, j0+nc) -> bp: ceil(nc/NR) panels of kc x NR
+static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                   float *bp) {
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+        int64_t n = nc - jp < NR ? nc - jp : NR;
+        float *dst = bp + jp * kc;
+        if (!tb) {  /* op(B)[k][j] = B[k * ldb + j]: NR contiguous per k */
+            const float *src = B + k0 * ldb + j0 + jp;
+            for (int64_t k = 0; k < kc; k++, src += ldb, dst += NR) {
+                if (n == NR) {
+                    memcpy(dst, src, sizeof(float) * NR);
+                } else {
+                    int64_t c = 0;
+                    for (; c < n; c++) dst[c] = src[c];
+                    for (; c < NR; c++) dst[c] = 0;
+                }
+            }
+        } else {    /* op(B)[k][j] = B[j * ldb + k]: walk each column's row */
+            for (int64_t c = 0; c < NR; c++) {
+                if (c < n) {
+                    const float *src = B + (j0 + jp + c) * ldb + k0;
+                    for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = src[k];
+                } else {
+                    for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* C[mr x nr] (ldc) = alpha * op(A) panel . b-panel + beta * C; beta == 0
+ * never reads C. Row r, step k of the A panel is a[r * rs + k * ks]: A read
+ * in place (rs = lda, ks = 1 untransposed; rs = 1, ks = lda transposed) or
+ * packed (rs = 1, ks = MR). b is packed, kc x NR. Rows r >= mr of a are
+ * never read: the panel is full or packed. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *restrict b, float *c, int64_t ldc,
+     float alpha, float beta, int mr, int nr) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        c0[r] = c1[r] = _mm512_setzero_ps();
+        /* C is wanted only at the end: fetch it now, under the FMAs (a wide
+         * C lives in L3 or memory, and a miss there is ~15 % of a tile) */
+        if (r < mr) {
+            _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+        }
+    }
+    for (int64_t k = 0; k < kc; k++, a += ks, b += NR) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r * rs]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        float *cr = c + r * ldc;
+        __m512 v0 = _mm512_mul_ps(va, c0[r]), v1 = _mm512_mul_ps(va, c1[r]);
+        if (beta != 0) {
+            v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+            v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+/* the two shapes of the inner loop, each with one stride known */
+__attribute__((target("avx512f"))) static void tile_rows(int64_t kc, const float *a, int64_t lda, const float *b,
+                                                         float *c, int64_t ldc, float alpha, float beta, int nr) {
+    tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr);
+}
+__attribute__((target("avx512f"))) static void tile_cols(int64_t kc, const float *a, int64_t ks, const float *b,
+                                                         float *c, int64_t ldc, float alpha, float beta, int mr,
+                                                         int nr) {
+    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr);
+}
+
+int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (!fmd_sgemm512_ok() || M <= 0 || N <= 0 || K <= 0 || buffers()) return -1;
+    for (int64_t j0 = 0; j0 < N; j0 += NC) {
+        int64_t nc = N - j0 < NC ? N - j0 : NC;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC;
+            float be = k0 == 0 ? beta : 1.0f;
+            pack_b(tb, B, ldb, k0, kc, j0, nc, bpack);
+            /* A is read in place, but for a last panel of fewer than MR rows
+             * (packed with zeros, so no row past M is read) */
+            int64_t mfull = M / MR * MR;
+            if (mfull < M) pack_edge(ta, A, lda, mfull, M - mfull, k0, kc, apack);
+            for (int64_t i0 = 0; i0 < M; i0 += MC) {
+                int64_t mc = M - i0 < MC ? M - i0 : MC;
+                for (int64_t jp = 0; jp < nc; jp += NR) {
+                    int nr = (int)(nc - jp < NR ? nc - jp : NR);
+                    const float *bp = bpack + jp * kc;
+                    for (int64_t ip = i0; ip < i0 + mc; ip += MR) {
+                        float *cp = C + ip * ldc + j0 + jp;
+                        if (ip + MR > M)
+                            tile_cols(kc, apack, MR, bp, cp, ldc, alpha, be, (int)(M - ip), nr);
+                        else if (ta)
+                            tile_cols(kc, A + k0 * lda + ip, lda, bp, cp, ldc, alpha, be, MR, nr);
+                        else
+                            tile_rows(kc, A + ip * lda + k0, lda, bp, cp, ldc, alpha, be, nr);
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+#else
+int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)ta; (void)tb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+    (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
+    return -1;
+}
+#endif
