@@ -66,6 +66,46 @@ static void pack_edge(int ta, const float *A, int64_t lda, int64_t i0, int64_t m
             ap[r] = r >= m ? 0 : ta ? A[(k0 + k) * lda + i0 + r] : A[(i0 + r) * lda + k0 + k];
 }
 
+/* 16 x 16 transpose in registers: r[i] holds row i, then column i */
+__attribute__((target("avx512f"), always_inline)) static inline void tr16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+        for (int h = 0; h < 2; h++) {
+            __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
+            r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int i = 0; i < 16; i += 8)
+        for (int h = 0; h < 4; h++) {
+            t[i + h] = _mm512_shuffle_f32x4(r[i + h], r[i + h + 4], 0x88);
+            t[i + h + 4] = _mm512_shuffle_f32x4(r[i + h], r[i + h + 4], 0xdd);
+        }
+    for (int h = 0; h < 8; h++) {
+        r[h] = _mm512_shuffle_f32x4(t[h], t[h + 8], 0x88);
+        r[h + 8] = _mm512_shuffle_f32x4(t[h], t[h + 8], 0xdd);
+    }
+}
+
+/* dst[k * NR + c] = src[c * ldb + k] for c < n (0 past n), k < kn (a
+ * multiple of 16): 16 x 16 blocks through registers */
+__attribute__((target("avx512f"))) static void pack_bt16(const float *src, int64_t ldb, int n, int64_t kn,
+                                                         float *dst) {
+    for (int64_t k = 0; k < kn; k += 16)
+        for (int h = 0; h < NR; h += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = h + i < n ? _mm512_loadu_ps(src + (h + i) * ldb + k) : _mm512_setzero_ps();
+            tr16(r);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) _mm512_store_ps(dst + (k + i) * NR + h, r[i]);
+        }
+}
+
 // op(B) k [k0, k0+kc), columns [j0, j0+nc) -> bp: ceil(nc/NR) panels of kc x NR
 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float *bp) {
@@ -83,15 +123,12 @@ static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, 
                     for (; c < NR; c++) dst[c] = 0;
                 }
             }
-        } else {    /* op(B)[k][j] = B[j * ldb + k]: walk each column's row */
-            for (int64_t c = 0; c < NR; c++) {
-                if (c < n) {
-                    const float *src = B + (j0 + jp + c) * ldb + k0;
-                    for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = src[k];
-                } else {
-                    for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = 0;
-                }
-            }
+        } else {    /* op(B)[k][j] = B[j * ldb + k]: a transpose */
+            const float *src = B + (j0 + jp) * ldb + k0;
+            int64_t k = kc / 16 * 16;
+            pack_bt16(src, ldb, (int)n, k, dst);
+            for (; k < kc; k++)
+                for (int64_t c = 0; c < NR; c++) dst[k * NR + c] = c < n ? src[c * ldb + k] : 0;
         }
     }
 }
