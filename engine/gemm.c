@@ -106,30 +106,43 @@ __attribute__((target("avx512f"))) static void pack_bt16(const float *src, int64
         }
 }
 
+/* dst[k * NR + c] = src[k * ldb + c] for c < n (0 past n), k < kc: row by
+ * row of B, each read once from start to end, so that the hardware
+ * prefetcher follows (panel by panel, the reads jump a row per 128 bytes) */
+__attribute__((target("avx512f"))) static void pack_b_rows(const float *src, int64_t ldb, int64_t kc, int64_t nc,
+                                                           float *bp) {
+    const int64_t full = nc / NR * NR;
+    const __mmask16 m0 = (__mmask16)(nc - full >= 16 ? 0xFFFF : (1u << (nc - full)) - 1);
+    const __mmask16 m1 = (__mmask16)(nc - full <= 16 ? 0 : (1u << (nc - full - 16)) - 1);
+    for (int64_t k = 0; k < kc; k++, src += ldb) {
+        float *dst = bp + k * NR;
+        int64_t j = 0;
+        for (; j < full; j += NR, dst += kc * NR) {
+            _mm512_store_ps(dst, _mm512_loadu_ps(src + j));
+            _mm512_store_ps(dst + 16, _mm512_loadu_ps(src + j + 16));
+        }
+        if (j < nc) {
+            _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src + j));
+            _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + j + 16));
+        }
+    }
+}
+
 // op(B) k [k0, k0+kc), columns [j0, j0+nc) -> bp: ceil(nc/NR) panels of kc x NR
 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float *bp) {
-    for (int64_t jp = 0; jp < nc; jp += NR) {
+    if (!tb) {  /* op(B)[k][j] = B[k * ldb + j] */
+        pack_b_rows(B + k0 * ldb + j0, ldb, kc, nc, bp);
+        return;
+    }
+    for (int64_t jp = 0; jp < nc; jp += NR) {   /* op(B)[k][j] = B[j * ldb + k]: a transpose */
         int64_t n = nc - jp < NR ? nc - jp : NR;
         float *dst = bp + jp * kc;
-        if (!tb) {  /* op(B)[k][j] = B[k * ldb + j]: NR contiguous per k */
-            const float *src = B + k0 * ldb + j0 + jp;
-            for (int64_t k = 0; k < kc; k++, src += ldb, dst += NR) {
-                if (n == NR) {
-                    memcpy(dst, src, sizeof(float) * NR);
-                } else {
-                    int64_t c = 0;
-                    for (; c < n; c++) dst[c] = src[c];
-                    for (; c < NR; c++) dst[c] = 0;
-                }
-            }
-        } else {    /* op(B)[k][j] = B[j * ldb + k]: a transpose */
-            const float *src = B + (j0 + jp) * ldb + k0;
-            int64_t k = kc / 16 * 16;
-            pack_bt16(src, ldb, (int)n, k, dst);
-            for (; k < kc; k++)
-                for (int64_t c = 0; c < NR; c++) dst[k * NR + c] = c < n ? src[c * ldb + k] : 0;
-        }
+        const float *src = B + (j0 + jp) * ldb + k0;
+        int64_t k = kc / 16 * 16;
+        pack_bt16(src, ldb, (int)n, k, dst);
+        for (; k < kc; k++)
+            for (int64_t c = 0; c < NR; c++) dst[k * NR + c] = c < n ? src[c * ldb + k] : 0;
     }
 }
 
