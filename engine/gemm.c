@@ -153,7 +153,7 @@ static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, 
  * never read: the panel is full or packed. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *restrict b, float *c, int64_t ldc,
-     float alpha, float beta, int mr, int nr) {
+     float alpha, float beta, int mr, int nr, const float *pf) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
@@ -166,6 +166,9 @@ tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *r
         }
     }
     for (int64_t k = 0; k < kc; k++, a += ks, b += NR) {
+        if (pf && !(k & 15))
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(pf + r * rs + k), _MM_HINT_T0);
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
@@ -193,13 +196,14 @@ tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *r
 
 /* the two shapes of the inner loop, each with one stride known */
 __attribute__((target("avx512f"))) static void tile_rows(int64_t kc, const float *a, int64_t lda, const float *b,
-                                                         float *c, int64_t ldc, float alpha, float beta, int nr) {
-    tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr);
+                                                         float *c, int64_t ldc, float alpha, float beta, int nr,
+                                                         const float *pf) {
+    tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr, pf);
 }
 __attribute__((target("avx512f"))) static void tile_cols(int64_t kc, const float *a, int64_t ks, const float *b,
                                                          float *c, int64_t ldc, float alpha, float beta, int mr,
                                                          int nr) {
-    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr);
+    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr, NULL);
 }
 
 int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -227,7 +231,8 @@ int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
                         else if (ta)
                             tile_cols(kc, A + k0 * lda + ip, lda, bp, cp, ldc, alpha, be, MR, nr);
                         else
-                            tile_rows(kc, A + ip * lda + k0, lda, bp, cp, ldc, alpha, be, nr);
+                            tile_rows(kc, A + ip * lda + k0, lda, bp, cp, ldc, alpha, be, nr,
+                                      jp == 0 && ip + 2 * MR <= M ? A + (ip + MR) * lda + k0 : NULL);
                     }
                 }
             }
