@@ -181,6 +181,11 @@ d = [r for r in rows if r["mode"] == "data" and ok(r)]
 p = runs("fmd", ("SimpleNet", "train"))
 if d and p:
     ds, ps = med([r["median_s"] for r in d]), med([r["median_s"] for r in p])
+    ws = med([r["wait_s"] for r in d]) if all("wait_s" in r for r in d) else None
     print("data-bound check (fmd SimpleNet b%d train step): real loading %.3f s, preloaded batch %.3f s, ratio %.2f (%s)" % (
         batch, ds, ps, ds / ps, "not data-bound" if ds / ps <= 1.1 else "data-bound: loading adds %.0f%%" % (100 * (ds / ps - 1))))
+    if ws is not None:
+        print("  a step waited %.4f s for its batch (median): %s" % (ws,
+              "the loader keeps up; the rest of the difference is its decoding sharing the cores" if ws <= 0.05 * ps
+              else "the loader does not keep up"))
 EOF

@@ -9,7 +9,8 @@
 --        eval   forward in eval mode without a graph (fmd.no_grad)
 --        data   the train step on batches read from --data DIR (a folder
 --               with real/ and fake/) by fmd's threaded loader with the
---               course train transform, loading time included
+--               course train transform, loading time included; wait_s
+--               is the median time a step waited for its batch
 -- The JSON line holds the median and every step time (s), images/s, the
 -- MACs of one forward (models.count_macs, conv + linear), effective
 -- GFLOP/s (forward 2*MACs; a training step counted as 3x forward) and the
@@ -96,7 +97,7 @@ local function train_step(images, labels)
   return loss
 end
 
-local times = {}
+local times, waits = {}, {}
 local now = fmd.sys.now
 if opts.mode == "train" then
   model:train()
@@ -129,9 +130,10 @@ else
   local s, t0 = 0, now()
   for images, labels in dl:iter(1) do
     s = s + 1
+    local got = now()   -- from the end of the last step until the batch is here
     train_step(images, labels)
     local t1 = now()
-    if s > opts.warmup then times[#times + 1] = t1 - t0 end
+    if s > opts.warmup then times[#times + 1] = t1 - t0; waits[#waits + 1] = got - t0 end
     t0 = t1
     if s == opts.warmup + opts.steps then break end
   end
@@ -144,6 +146,7 @@ for _, t in ipairs(times) do parts[#parts + 1] = ("%.6f"):format(t) end
 local rss = peak_rss_gb()
 print(('{"side": "fmd", "model": "%s", "mode": "%s", "batch": %d, "size": %d, "threads": %d, "steps": %d, '
   .. '"median_s": %.6f, "times_s": [%s], "images_per_s": %.3f, "macs": %d, "gflops": %.3f, "peak_rss_gb": %s, '
-  .. '"gemm": "%s"}')
+  .. '"gemm": "%s"%s}')
   :format(opts.model, opts.mode, B, S, opts.threads, #times, med, table.concat(parts, ", "), B / med,
-    math.tointeger(macs) or macs, flops / med / 1e9, rss and ("%.4f"):format(rss) or "null", fmd.gemm_backend()))
+    math.tointeger(macs) or macs, flops / med / 1e9, rss and ("%.4f"):format(rss) or "null", fmd.gemm_backend(),
+    #waits > 0 and (', "wait_s": %.6f'):format(median(waits)) or ""))
