@@ -149,14 +149,15 @@ static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, 
 /* C[mr x nr] (ldc) = alpha * op(A) panel . b-panel + beta * C; beta == 0
  * never reads C. Row r, step k of the A panel is a[r * rs + k * ks]: A read
  * in place (rs = lda, ks = 1 untransposed; rs = 1, ks = lda transposed) or
- * packed (rs = 1, ks = MR). b is packed, kc x NR. Rows r >= mr of a are
- * never read: the panel is full or packed. */
+ * packed (rs = 1, ks = MR). b is packed, kc x NR. R (4, 8 or 12, a
+ * constant in each caller) rows are computed, mr <= R stored; rows past mr
+ * are read only from a zero-padded pack. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *restrict b, float *c, int64_t ldc,
-     float alpha, float beta, int mr, int nr, const float *pf) {
+     float alpha, float beta, int mr, int nr, const float *pf, const int R) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
         c0[r] = c1[r] = _mm512_setzero_ps();
         /* C is wanted only at the end: fetch it now, under the FMAs (a wide
          * C lives in L3 or memory, and a miss there is ~15 % of a tile) */
@@ -168,10 +169,10 @@ tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *r
     for (int64_t k = 0; k < kc; k++, a += ks, b += NR) {
         if (pf && !(k & 15))
 #pragma GCC unroll 12
-            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(pf + r * rs + k), _MM_HINT_T0);
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(pf + r * rs + k), _MM_HINT_T0);
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(a[r * rs]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
@@ -181,7 +182,7 @@ tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *r
     __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
         if (r >= mr) break;
         float *cr = c + r * ldc;
         __m512 v0 = _mm512_mul_ps(va, c0[r]), v1 = _mm512_mul_ps(va, c1[r]);
@@ -198,12 +199,22 @@ tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ks, const float *r
 __attribute__((target("avx512f"))) static void tile_rows(int64_t kc, const float *a, int64_t lda, const float *b,
                                                          float *c, int64_t ldc, float alpha, float beta, int nr,
                                                          const float *pf) {
-    tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr, pf);
+    tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr, pf, MR);
 }
 __attribute__((target("avx512f"))) static void tile_cols(int64_t kc, const float *a, int64_t ks, const float *b,
                                                          float *c, int64_t ldc, float alpha, float beta, int mr,
                                                          int nr) {
-    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr, NULL);
+    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr, NULL, MR);
+}
+/* the last panel of m < MR rows: 4 or 8 rows computed where they cover it
+ * (channel counts leave 4 or 8 over 12 more often than not: 64, 128, 256,
+ * 728), read in place when they are exactly the rows left */
+__attribute__((target("avx512f"))) static void tile_edge(int64_t kc, const float *a, int64_t rs, int64_t ks,
+                                                         const float *b, float *c, int64_t ldc, float alpha,
+                                                         float beta, int m, int nr) {
+    if (m <= 4) tile(kc, a, rs, ks, b, c, ldc, alpha, beta, m, nr, NULL, 4);
+    else if (m <= 8) tile(kc, a, rs, ks, b, c, ldc, alpha, beta, m, nr, NULL, 8);
+    else tile(kc, a, rs, ks, b, c, ldc, alpha, beta, m, nr, NULL, MR);
 }
 
 int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -216,9 +227,11 @@ int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
             float be = k0 == 0 ? beta : 1.0f;
             pack_b(tb, B, ldb, k0, kc, j0, nc, bpack);
             /* A is read in place, but for a last panel of fewer than MR rows
-             * (packed with zeros, so no row past M is read) */
-            int64_t mfull = M / MR * MR;
-            if (mfull < M) pack_edge(ta, A, lda, mfull, M - mfull, k0, kc, apack);
+             * that is not 4 or 8 (packed with zeros, so no row past M is
+             * read) */
+            int64_t mfull = M / MR * MR, mleft = M - mfull;
+            int edge_packed = mleft && mleft != 4 && mleft != 8;
+            if (edge_packed) pack_edge(ta, A, lda, mfull, mleft, k0, kc, apack);
             for (int64_t i0 = 0; i0 < M; i0 += MC) {
                 int64_t mc = M - i0 < MC ? M - i0 : MC;
                 for (int64_t jp = 0; jp < nc; jp += NR) {
@@ -226,8 +239,11 @@ int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
                     const float *bp = bpack + jp * kc;
                     for (int64_t ip = i0; ip < i0 + mc; ip += MR) {
                         float *cp = C + ip * ldc + j0 + jp;
-                        if (ip + MR > M)
-                            tile_cols(kc, apack, MR, bp, cp, ldc, alpha, be, (int)(M - ip), nr);
+                        if (ip + MR > M && edge_packed)
+                            tile_edge(kc, apack, 1, MR, bp, cp, ldc, alpha, be, (int)mleft, nr);
+                        else if (ip + MR > M)
+                            tile_edge(kc, ta ? A + k0 * lda + ip : A + ip * lda + k0, ta ? 1 : lda, ta ? lda : 1, bp,
+                                      cp, ldc, alpha, be, (int)mleft, nr);
                         else if (ta)
                             tile_cols(kc, A + k0 * lda + ip, lda, bp, cp, ldc, alpha, be, MR, nr);
                         else

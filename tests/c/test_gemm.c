@@ -1,7 +1,7 @@
 /* sgemm against a naive double loop: gemm.c's AVX-512 kernel directly
- * (every transpose, edges of its 12 x 32 tile and of its 144 / 256 / 512
- * blocks, leading dimensions wider than a row, alpha and beta, beta = 0
- * over NaN), and fmd_sgemm, which picks that kernel or OpenBLAS and splits
+ * (every transpose, edges of its 12 x 32 tile, its 4- and 8-row edge
+ * tiles, the edges of its 144 / 256 / 512 blocks, leading dimensions wider
+ * than a row, alpha and beta, beta = 0 over NaN), and fmd_sgemm, which picks that kernel or OpenBLAS and splits
  * over the threads. Without AVX-512 fmd_sgemm512 must decline and leave C
  * alone. */
 #include "fmd.h"
@@ -61,6 +61,9 @@ int main(void) {
         {1, 0, 728, 64, 96, 0, 1, 1},          /* a pointwise conv's input-gradient shape */
         {0, 1, 64, 96, 600, 5, 1, 1},          /* a weight-gradient shape */
         {0, 0, 7, 3, 1000, 0, 2, 0},
+        {1, 0, 16, 40, 30, 2, 1, 0.5f},        /* 4 rows over 12, read in place */
+        {0, 1, 20, 33, 70, 1, 1, 0},           /* 8 rows over 12, read in place */
+        {0, 0, 9, 20, 17, 0, 1, 1},            /* 9 rows: a packed edge of 12 */
     };
     int ncases = (int)(sizeof cases / sizeof *cases);
     if (fmd_sgemm512_ok()) {
