@@ -1,9 +1,9 @@
 /* sgemm against a naive double loop: gemm.c's AVX-512 kernel directly
  * (every transpose, edges of its 12 x 32 tile, its 4- and 8-row edge
  * tiles, the edges of its 144 / 256 / 512 blocks, leading dimensions wider
- * than a row, alpha and beta, beta = 0 over NaN), and fmd_sgemm, which picks that kernel or OpenBLAS and splits
- * over the threads. Without AVX-512 fmd_sgemm512 must decline and leave C
- * alone. */
+ * than a row, alpha and beta, beta = 0 over NaN), and fmd_sgemm, which
+ * picks that kernel or OpenBLAS and splits over the threads. Without
+ * AVX-512 fmd_sgemm512 must decline and leave C alone. */
 #include "fmd.h"
 #include "test.h"
 
