@@ -28,7 +28,9 @@
  *            Kernels split an outer dimension: fn(ctx, ith, nth). Policy:
  *            BLAS is always single-threaded; fmd_sgemm splits large GEMMs over
  *            the pool itself, and inside a parallel region everything runs
- *            serially, so BLAS threads and fmd threads never nest.
+ *            serially, so BLAS threads and fmd threads never nest. The
+ *            single-threaded kernel is OpenBLAS or, where the CPU has AVX-512
+ *            and OpenBLAS runs an AVX2 kernel, gemm.c's (fmd_gemm_backend).
  * Memory.    fmd_bytes_in_use() counts live storage bytes so the Lua binding
  *            can put GC pressure proportional to C allocations.
  */

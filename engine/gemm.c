@@ -18,12 +18,12 @@
  * panel (kc x NR, 32 KB) stays in L1 while the A rows (MC x KC, 144 KB)
  * stream from L2. A is not packed: the kernel broadcasts its elements, so
  * its layout costs no vector loads (packing the weights again for every
- * sample of a batch cost 12 % of a training step). Only a last panel of
- * fewer than MR rows is packed, padded with zeros.
- * Edges are zero-padded in the packs and masked at the store.
- * One thread on a Zen 5 core (bench/sgemm_probe.c): 240-255 GFLOP/s on
- * 728 x 256 x 728, 195-210 on 728 x 8192 x 728, 200-220 on 2048^3;
- * OpenBLAS's Haswell kernel 120-130, the AVX-512 FMA peak 265. */
+ * sample of a batch cost 12 % of a training step). A last panel of 4 or 8
+ * rows gets a tile of that height; any other last panel of fewer than MR
+ * rows is packed, padded with zeros. Columns past N are masked at the store.
+ * One thread on a Zen 5 core: 250-258 GFLOP/s on 728 x 256 x 728, 211-225
+ * on 728 x 8192 x 728, 213-236 on 2048^3 (OpenBLAS's Haswell kernel
+ * 120-130, the AVX-512 FMA peak 265; docs/performance.md, changes 17-21). */
 #include "fmd.h"
 
 #include <stdlib.h>

@@ -2,7 +2,9 @@
  *
  * Policy: OpenBLAS is set to one thread at start-up. Parallelism comes only
  * from this pool, which splits an outer dimension (ith of nth). Inside a
- * parallel region fmd_parallel runs the task serially, so nothing nests. */
+ * parallel region fmd_parallel runs the task serially, so nothing nests.
+ * Each piece of a GEMM runs on one single-threaded kernel, OpenBLAS's or
+ * gemm.c's AVX-512 one, chosen once (pick_backend). */
 #include "fmd.h"
 
 #include <cblas.h>
@@ -51,8 +53,26 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static int pick_backend(void);
+char *openblas_get_corename(void);
+
+/* Which kernel runs a GEMM (use512, resolved in init_once): gemm.c's AVX-512
+ * one where the CPU has AVX-512 and OpenBLAS does not use it (its kernel is
+ * an AVX2 one, e.g. OPENBLAS_CORETYPE=Haswell on a Zen 5), else OpenBLAS.
+ * FMD_GEMM=openblas or FMD_GEMM=avx512 overrides the choice. */
 static int use512;
+
+static int pick_backend(void) {
+    const char *want = getenv("FMD_GEMM");
+    if (want && !strcmp(want, "openblas")) return 0;
+    if (!fmd_sgemm512_ok()) return 0;
+    if (want && !strcmp(want, "avx512")) return 1;
+    /* auto: keep OpenBLAS where it runs an AVX-512 kernel itself */
+    const char *core = openblas_get_corename();
+    static const char *wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
+        if (!strcasecmp(core, wide[i])) return 0;
+    return 1;
+}
 
 static void init_once(void) {
     openblas_set_num_threads(1);
@@ -114,26 +134,6 @@ typedef struct {
     int ta, tb; int64_t M, N, K; float alpha; const float *A; int64_t lda;
     const float *B; int64_t ldb; float beta; float *C; int64_t ldc; int split_rows;
 } gemm_job;
-
-char *openblas_get_corename(void);
-
-/* Which kernel runs a GEMM (use512, resolved in init_once): gemm.c's AVX-512
- * one where the CPU has AVX-512 and OpenBLAS does not use it (its kernel is
- * an AVX2 one, e.g. OPENBLAS_CORETYPE=Haswell on a Zen 5), else OpenBLAS.
- * FMD_GEMM=openblas or FMD_GEMM=avx512 overrides the choice. */
-
-static int pick_backend(void) {
-    const char *want = getenv("FMD_GEMM");
-    if (want && !strcmp(want, "openblas")) return 0;
-    if (!fmd_sgemm512_ok()) return 0;
-    if (want && !strcmp(want, "avx512")) return 1;
-    /* auto: keep OpenBLAS where it runs an AVX-512 kernel itself */
-    const char *core = openblas_get_corename();
-    static const char *wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
-    for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
-        if (!strcasecmp(core, wide[i])) return 0;
-    return 1;
-}
 
 const char *fmd_gemm_backend(void) {
     pthread_once(&once, init_once);
