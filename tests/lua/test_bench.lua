@@ -25,7 +25,7 @@ local function row(args)
 end
 
 local FIELDS = {"side", "model", "mode", "batch", "size", "threads", "steps", "median_s", "times_s",
-                "images_per_s", "macs", "gflops", "peak_rss_gb"}
+                "images_per_s", "macs", "gflops", "peak_rss_gb", "gemm"}
 
 test("train and eval rows carry every field; MACs are models.count_macs of the batch", function()
   local r = row("--model XceptionBased --mode train --batch 2 --size 64 --steps 2 --warmup 1 --threads 1")
@@ -50,6 +50,7 @@ test("data mode reads batches from a folder of real/ and fake/ images", function
   end
   local r = row(("--model SimpleNet --mode data --data %s --batch 2 --steps 1 --warmup 0 --threads 1 --workers 1"):format(dir))
   expect(r.mode == "data" and r.steps == 1 and r.median_s > 0)
+  expect(r.wait_s and r.wait_s >= 0 and r.wait_s <= r.median_s, "wait_s is part of the step")
   -- more steps than the folder has batches: said, not a short row
   local out, code = run(("--model SimpleNet --mode data --data %s --batch 2 --steps 5 --warmup 0"):format(dir))
   expect(code ~= 0 and out:find("fewer than", 1, true), out)
@@ -68,4 +69,21 @@ test("mistakes are one line and the --help hint, no traceback", function()
   end
   local out, code = run("--help")
   expect(code == 0 and out:find("^usage: "), out)
+end)
+
+test("the GEMM kernel is reported, and FMD_GEMM chooses it", function()
+  local function backend(env)
+    local p = io.popen(("%s %s -e 'io.write(fmd.gemm_backend())' 2>&1"):format(env, exe))
+    local out = p:read("a"); p:close()
+    return out
+  end
+  local auto = fmd.gemm_backend()
+  expect(auto == "fmd-avx512" or auto == "openblas", "unknown backend " .. auto)
+  expect_eq(backend("FMD_GEMM=openblas"), "openblas")
+  local forced = backend("FMD_GEMM=avx512")
+  -- avx512 is taken only where the CPU has it; auto never picks it elsewhere
+  expect(forced == "fmd-avx512" or (forced == "openblas" and auto == "openblas"), "FMD_GEMM=avx512 gave " .. forced)
+  expect_eq(backend("FMD_GEMM="), auto)
+  local r = row("--model XceptionBased --mode eval --batch 1 --size 64 --steps 1 --warmup 0 --threads 1")
+  expect_eq(r.gemm, auto)
 end)
