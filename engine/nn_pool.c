@@ -157,7 +157,7 @@ static void max_plane(const pool_job *j, const float *restrict x, float *restric
                 } else {
                     for (int64_t ox = lo; ox < hi; ox++) {
                         float v = ph[ox];
-                        m[ox] = (v > m[ox]) | (v != v) ? v : m[ox];
+                        m[ox] = ((v > m[ox]) | (v != v)) ? v : m[ox];
                     }
                 }
             }
