@@ -245,16 +245,25 @@ void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
                float *C, int64_t ldc);
 /* fmd's own single-threaded AVX-512 sgemm (gemm.c), same arguments as
  * fmd_sgemm: 0 when done, -1 when it cannot run here (no AVX-512, or no
- * memory for its packs), and then C is untouched. fmd_sgemm512_ok: 1 when
- * the CPU has AVX-512. */
+ * memory for its packs), and then C is untouched. */
 int fmd_sgemm512(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                  float *C, int64_t ldc);
-int fmd_sgemm512_ok(void);
 /* the kernel fmd_sgemm uses: "fmd-avx512" or "openblas" (thread.c says when) */
 const char *fmd_gemm_backend(void);
 
 /* ------------------------------------------------------ engine-internal */
+/* 1 when the CPU has AVX-512F: the kernels with an AVX-512 path of their own
+ * (gemm.c, the direct conv's wide tiles) ask this. libgcc reads the CPU
+ * once at start-up, so the call is a load. */
+static inline int fmd_cpu_avx512(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
 /* Hot loops are also compiled for AVX2+FMA (x86-64-v3) and, where wide
  * vectors pay, AVX-512 (v4), picked at load time: the build itself targets
  * x86-64-v2 so that one binary runs everywhere. */

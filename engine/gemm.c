@@ -6,7 +6,7 @@
  * version does not know), it can reach only half the machine's FMA rate.
  * This file is the half it leaves: a GEMM in BLIS's loop order with a
  * 12 x 32 register tile, compiled for AVX-512 with a target attribute so
- * that the build still runs on machines without it (fmd_sgemm512_ok).
+ * that the build still runs on machines without it (fmd_cpu_avx512).
  * thread.c decides when to use it (fmd_gemm_backend).
  *
  * Layout (row-major C = alpha * op(A) op(B) + beta * C):
@@ -34,16 +34,6 @@
 #define KC 256
 #define MC 144     /* 12 panels of MR: 144 x 256 floats = 144 KB of A rows in L2 */
 #define NC 512     /* 256 x 512 floats = 512 KB of B in L2 too (4096: -10-15 % on wide C) */
-
-int fmd_sgemm512_ok(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    static int ok = -1;
-    if (ok < 0) ok = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return ok;
-#else
-    return 0;
-#endif
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -219,7 +209,7 @@ __attribute__((target("avx512f"))) static void tile_edge(int64_t kc, const float
 
 int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (!fmd_sgemm512_ok() || M <= 0 || N <= 0 || K <= 0 || buffers()) return -1;
+    if (!fmd_cpu_avx512() || M <= 0 || N <= 0 || K <= 0 || buffers()) return -1;
     for (int64_t j0 = 0; j0 < N; j0 += NC) {
         int64_t nc = N - j0 < NC ? N - j0 : NC;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {

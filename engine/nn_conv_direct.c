@@ -100,21 +100,11 @@ static void direct_rows(const fmd_conv_direct *d, int64_t r0, int64_t r1, int wi
     }
 }
 
-static int wide_tiles(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    static int wide = -1;
-    if (wide < 0) wide = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return wide;
-#else
-    return 0;
-#endif
-}
-
 static void direct_task(void *p, int ith, int nth) {
     const fmd_conv_direct *d = p;
     int64_t b, e;
     fmd_split(d->N * (d->H - d->KH + 1), ith, nth, &b, &e);
-    if (b < e) direct_rows(d, b, e, wide_tiles());
+    if (b < e) direct_rows(d, b, e, fmd_cpu_avx512());
 }
 
 int fmd_conv_direct_ok(int64_t O, int64_t W, int64_t KW, int unit_geometry) {
@@ -123,7 +113,6 @@ int fmd_conv_direct_ok(int64_t O, int64_t W, int64_t KW, int unit_geometry) {
 
 // x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,H-KH+1,W-KW+1)
 void fmd_conv_direct_run(const fmd_conv_direct *d) {
-    wide_tiles();   /* resolve once before the threads read it */
     fmd_parallel(direct_task, (void *)d);
 }
 
@@ -231,7 +220,7 @@ FMD_SIMD_CLONES_V4
 static void wgrad_rows(const fmd_conv_direct *d, int64_t r0, int64_t r1, float *gw, float *gb) {
     const int64_t C = d->C, H = d->H, W = d->W, O = d->O, KH = d->KH, KW = d->KW;
     const int64_t OH = H - KH + 1, OW = W - KW + 1, HW = H * W, OHW = OH * OW, Kc = C * KH * KW;
-    const int obmax = wide_tiles() ? GOBMAX : 1;   /* AVX2 has 16 registers, not 32 */
+    const int obmax = fmd_cpu_avx512() ? GOBMAX : 1;   /* AVX2 has 16 registers, not 32 */
     v16 mask;
     for (int i = 0; i < 16; i++) mask[i] = i >= 16 - OW % 16 ? 1.0f : 0.0f;
     /* rows per chunk: its gy and x rows stay in L2 (about 512 KB) while every tile reads them */
@@ -296,7 +285,6 @@ int fmd_conv_direct_weight_grad(int64_t N, int64_t C, int64_t H, int64_t W, int6
     if (!parts) return fmd_fail("conv2d backward: out of memory for the weight gradient's partial sums");
     fmd_conv_direct d = {N, C, H, W, O, KH, KW, x, NULL, NULL, (float *)gy};
     wgrad_job j = {&d, parts};
-    wide_tiles();
     fmd_parallel_n(wgrad_task, &j, nth);
     for (int64_t i = 0; i < wsize; i++) {   /* sum the threads' parts in a fixed order */
         float s = 0.0f;

@@ -64,7 +64,7 @@ static int use512;
 static int pick_backend(void) {
     const char *want = getenv("FMD_GEMM");
     if (want && !strcmp(want, "openblas")) return 0;
-    if (!fmd_sgemm512_ok()) return 0;
+    if (!fmd_cpu_avx512()) return 0;
     if (want && !strcmp(want, "avx512")) return 1;
     /* auto: keep OpenBLAS where it runs an AVX-512 kernel itself */
     const char *core = openblas_get_corename();

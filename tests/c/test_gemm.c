@@ -66,7 +66,7 @@ int main(void) {
         {0, 0, 9, 20, 17, 0, 1, 1},            /* 9 rows: a packed edge of 12 */
     };
     int ncases = (int)(sizeof cases / sizeof *cases);
-    if (fmd_sgemm512_ok()) {
+    if (fmd_cpu_avx512()) {
         for (int i = 0; i < ncases; i++) {
             double e = check(&cases[i], 1);
             if (e > 1e-5) fprintf(stderr, "fmd_sgemm512 case %d: max rel error %g\n", i, e);
