@@ -34,6 +34,11 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
 /* median seconds of reps sgemm calls after one warm-up */
 static double median_sgemm(int n, int reps, const float *a, const float *b, float *c) {
     double t[64];
@@ -43,8 +48,7 @@ static double median_sgemm(int n, int reps, const float *a, const float *b, floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         t[r] = now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp);
-    return reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+    return median(t, reps);
 }
 
 typedef struct { int n, ith, nth; const float *a, *b; float *c; } part;
@@ -71,8 +75,7 @@ static double median_fmd(int n, int reps, int nth, const float *a, const float *
         for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
         if (r >= 0) t[r] = now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp);
-    return reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+    return median(t, reps);
 }
 
 int main(int argc, char **argv) {
@@ -95,7 +98,7 @@ int main(int argc, char **argv) {
     const char *core = openblas_get_corename(), *cfg = openblas_get_config();
     const char *env = getenv("OPENBLAS_CORETYPE");
     char f1[32] = "null", fn[32] = "null";
-    if (fmd_sgemm512_ok()) {
+    if (fmd_cpu_avx512()) {
         snprintf(f1, sizeof f1, "%.2f", flops / median_fmd(n, reps, 1, a, b, c) / 1e9);
         snprintf(fn, sizeof fn, "%.2f", flops / median_fmd(n, reps, threads, a, b, c) / 1e9);
     }
