@@ -192,9 +192,8 @@ __attribute__((target("avx512f"))) static void tile_rows(int64_t kc, const float
     tile(kc, a, lda, 1, b, c, ldc, alpha, beta, MR, nr, pf, MR);
 }
 __attribute__((target("avx512f"))) static void tile_cols(int64_t kc, const float *a, int64_t ks, const float *b,
-                                                         float *c, int64_t ldc, float alpha, float beta, int mr,
-                                                         int nr) {
-    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, mr, nr, NULL, MR);
+                                                         float *c, int64_t ldc, float alpha, float beta, int nr) {
+    tile(kc, a, 1, ks, b, c, ldc, alpha, beta, MR, nr, NULL, MR);
 }
 /* the last panel of m < MR rows: 4 or 8 rows computed where they cover it
  * (channel counts leave 4 or 8 over 12 more often than not: 64, 128, 256,
@@ -235,7 +234,7 @@ int fmd_sgemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
                             tile_edge(kc, ta ? A + k0 * lda + ip : A + ip * lda + k0, ta ? 1 : lda, ta ? lda : 1, bp,
                                       cp, ldc, alpha, be, (int)mleft, nr);
                         else if (ta)
-                            tile_cols(kc, A + k0 * lda + ip, lda, bp, cp, ldc, alpha, be, MR, nr);
+                            tile_cols(kc, A + k0 * lda + ip, lda, bp, cp, ldc, alpha, be, nr);
                         else
                             tile_rows(kc, A + ip * lda + k0, lda, bp, cp, ldc, alpha, be, nr,
                                       jp == 0 && ip + 2 * MR <= M ? A + (ip + MR) * lda + k0 : NULL);
