@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846

@@ -17,7 +17,7 @@
 #include <jerror.h>
 #include <png.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* Refuse absurd headers before allocating (an 800 KB PNG can claim
  * 16384 x 16384, 3 GB of floats): fmd_max_image_pixels(), 2^26 by default. */

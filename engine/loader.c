@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 typedef struct {
     int64_t batch;          /* batch index this slot is filling */

@@ -4,7 +4,7 @@
  * labels come in as doubles so results agree with sklearn's float64 to
  * ~1e-15. Inputs are checked by the caller (bindings/lua_metrics.c): n >= 1,
  * finite scores, labels 0 or 1, and the classes each function needs. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

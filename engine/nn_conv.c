@@ -36,7 +36,7 @@
  * fmd_sgemm splits each GEMM while im2col/col2im split channels. Depthwise
  * splits (sample, channel) planes forward and input channels backward, so
  * every thread owns the weight-gradient rows it writes. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* ops_elementwise.c - broadcasting binary ops, scalar ops, unary maths,
  * clamp and comparisons; each forward with its backward below it. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
  * global - os.system, a user class, a pickled nn.Module - is refused by name.
  * Nothing is ever called; "calls" of allowed globals are interpreted here.
  */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <errno.h>
 #include <stdarg.h>

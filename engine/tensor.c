@@ -1,5 +1,5 @@
 /* tensor.c - errors, storage, tensor lifetime, creation, RNG, views, copies. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
