@@ -15,9 +15,11 @@
  *   GEMM         gemm.c        fmd's own AVX-512 sgemm (else OpenBLAS)
  *   ops          ops_elementwise.c (binary, scalar, unary, compare),
  *                ops_reduce.c  (sum, mean, max, min, argmax, matmul)
- *   nn kernels   nn_conv.c     conv2d (im2col + GEMM, 1x1, depthwise,
- *                              separable), conv2d_fused, sepconv2d
- *                nn_conv_direct.c  conv2d's direct kernel
+ *   nn kernels   nn_conv.c     conv2d: geometry, im2col + GEMM, 1x1, the
+ *                              choice of kernel, autograd; conv2d_fused
+ *                nn_conv_depthwise.c, nn_conv_direct.c  its depthwise and
+ *                              direct kernels
+ *                nn_conv_separable.c  sepconv2d, sepconv2d_fused
  *                nn_linear.c, nn_pool.c, nn_norm.c, nn_dropout.c, nn_loss.c
  *   optimizers   optim.c       SGD and Adam update kernels
  *   image IO     image.c       PNG/JPEG decoding, PNG writing

@@ -13,7 +13,8 @@
  *   GEMM          fmd_sgemm (thread.c), fmd_sgemm512 (gemm.c), the CPU check
  *   SIMD          FMD_SIMD_CLONES: hot loops built for AVX2 and AVX-512 too
  *   nn kernels    batch_norm's pieces that the conv epilogue shares, the
- *                 direct conv (nn_conv_direct.c)
+ *                 direct conv (nn_conv_direct.c), and what nn_conv.c,
+ *                 nn_conv_depthwise.c and nn_conv_separable.c share
  *   images        the augmentation kernels the transform chain runs
  *   formats       float16 and bfloat16 to float
  */
@@ -169,6 +170,79 @@ int fmd_conv_direct_input_grad(int64_t N, int64_t C, int64_t O, int64_t OH, int6
  * and gb (O) or NULL, written whole; -1 when out of memory */
 int fmd_conv_direct_weight_grad(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
                                 const float *x, const float *gy, float *gw, float *gb);
+
+/* What the conv2d files share: nn_conv.c (geometry, scratch, the general
+ * and 1x1 kernels, the choice of kernel, autograd), nn_conv_depthwise.c and
+ * nn_conv_separable.c. */
+typedef struct {
+    int64_t N, C, H, W, O, KH, KW, OH, OW;
+    int64_t Cg, Og, Kc, HW, OHW;   /* channels per group, K of the GEMM, plane sizes */
+    int sh, sw, ph, pw, dh, dw, groups;
+    int pointwise, depthwise;
+} fmd_conv_geom;
+/* one conv call's data; the kernels' tasks take it */
+typedef struct {
+    fmd_conv_geom g;
+    const float *x, *w, *b;   /* x (N,C,H,W), w (O,Kc), b (O) or NULL */
+    float *y;                  /* (N,O,OH,OW) */
+    const float *ea, *eb;      /* epilogue y = y * ea[o] + eb[o] (then max(y, 0) if erelu), or NULL */
+    int erelu;
+    int relu_in;               /* x is read as max(x, 0) (the stride-1 depthwise kernels) */
+    /* backward */
+    const float *gy;           /* (N,O,OH,OW) */
+    float *gx;                 /* (N,C,H,W) zeroed, or NULL */
+    float *gw, *gb;            /* per-thread partials: nparts x (O*Kc) and x O, or NULL */
+    int nparts;
+    int failed;
+} fmd_conv_job;
+/* this thread's scratch buffer `slot` (0..2) of at least n floats, grown on
+ * demand and kept; NULL when out of memory */
+float *fmd_conv_scratch(int slot, size_t n);
+/* output positions o in [0, out) whose input index o*s + off lies in [0, in) */
+static inline void fmd_conv_valid_range(int64_t off, int s, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t last = in - 1 - off;   /* o*s <= last */
+    int64_t h = last < 0 ? 0 : last / s + 1;
+    if (h > out) h = out;
+    if (l > h) l = h;
+    *lo = l; *hi = h;
+}
+/* checks x, w, b and the parameters and fills g; 0 or -1 */
+int fmd_conv_geometry(const fmd_tensor *x, const fmd_tensor *w, const fmd_tensor *b, int sh, int sw, int ph, int pw,
+                      int dh, int dw, int groups, fmd_conv_geom *g);
+/* which kernel: the direct one (nn_conv_direct.c); the batched 1x1 GEMM;
+ * samples split over the pool (else each GEMM is); the depthwise kernels
+ * reading x as max(x, 0) themselves */
+int fmd_conv_uses_direct(const fmd_conv_geom *g);
+int fmd_conv_pw_batched(const fmd_conv_geom *g);
+int fmd_conv_batch_parallel(int64_t N);
+int fmd_conv_reads_relu_in(const fmd_conv_geom *g);
+/* y[n] = w * xn (+ b), then the epilogue, by im2col + GEMM (or the GEMM
+ * alone, 1x1); xn is sample n's input (C,H,W); par: the only sample being
+ * worked on (then im2col and the GEMM are split over the pool) */
+void fmd_conv_fwd_sample(fmd_conv_job *j, int64_t n, const float *xn, int par);
+/* conv2d of x (of max(x, 0) when relu_in), then the epilogue ea, eb (O) or
+ * NULL; records a graph only without either */
+fmd_tensor *fmd_conv_forward(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b, int sh, int sw, int ph, int pw, int dh,
+                             int dw, int groups, int relu_in, const float *ea, const float *eb, int erelu);
+/* *coef = the epilogue's a (O) then b (O), malloc'd, or NULL when there is
+ * neither a BatchNorm nor a ReLU; 0 or -1 */
+int fmd_conv_epilogue_coef(int64_t O, fmd_tensor *bn_weight, fmd_tensor *bn_bias, fmd_tensor *running_mean,
+                           fmd_tensor *running_var, float eps, int relu, float **coef);
+/* dst (n) = the sum of nparts per-thread partials of n floats each */
+void fmd_conv_sum_parts(const float *parts, int nparts, int64_t n, float *dst);
+fmd_tensor *fmd_conv_contiguous_nograd(fmd_tensor *t);   /* fmd_contiguous without a graph */
+/* the depthwise kernels (nn_conv_depthwise.c): the whole output (split
+ * over the pool), the gradients j->gx, gw, gb written whole */
+void fmd_conv_dw_forward(fmd_conv_job *j);
+void fmd_conv_dw_backward(fmd_conv_job *j);
+/* output planes [b, e) of (N*O, OH, OW), one after another into y */
+void fmd_conv_dw_planes(fmd_conv_job *j, int64_t b, int64_t e, float *y);
+/* one stride-1 plane's backward: gx (H,W) = (gx_set) or += k^T gy when gx,
+ * gk (KH*KW) += taps when gk; buf has fmd_conv_dw_bwd_floats(g) floats */
+void fmd_conv_dw_s1_plane_bwd(const fmd_conv_geom *g, const float *gy, const float *x, const float *k, float *gx,
+                              int gx_set, float *gk, float *buf);
+int64_t fmd_conv_dw_bwd_floats(const fmd_conv_geom *g);
 
 /* ---------------------------------------------------------------- images */
 /* Augmentations on img (3,H,W) in [0, 1] (each refuses other values, e.g.
