@@ -160,7 +160,6 @@ int fmd_fill_(fmd_tensor *t, float v);
 typedef enum { FMD_ADD, FMD_SUB, FMD_MUL, FMD_DIV, FMD_POW_T, FMD_MAXIMUM, FMD_MINIMUM } fmd_binop;
 fmd_tensor *fmd_binary(fmd_binop op, fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_add(fmd_tensor *a, fmd_tensor *b);
-fmd_tensor *fmd_sub(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_mul(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_div(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_add_scalar(fmd_tensor *a, float s);
@@ -215,10 +214,8 @@ fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name);
 int fmd_image_save_png(const char *path, const fmd_tensor *img);
 
 /* --- transforms and data loader (engine/transform.c, loader.c) --- */
-/* PNG writers: img values in [0, maxval] (maxval 255 for uint8 data); pix is
- * H x W x ch interleaved bytes, ch 1 or 3. Both write path.tmp, rename. */
+/* the same with values in [0, maxval] (maxval 255 for uint8 data) */
 int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float maxval);
-int fmd_image_save_png_u8(const char *path, const uint8_t *pix, int64_t h, int64_t w, int ch);
 /* "png" or "jpeg" from the first bytes (8 suffice), else NULL */
 const char *fmd_image_format(const uint8_t *buf, size_t len);
 /* Kernels on img (C,H,W); each returns a new contiguous tensor, no autograd.
@@ -285,7 +282,6 @@ typedef struct fmd_loader_opts {
 /* copies paths, labels and tf */
 fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *labels,
                            const fmd_transform *tf, const fmd_loader_opts *opts);
-int64_t fmd_loader_num_batches(const fmd_loader *l);
 int fmd_loader_start(fmd_loader *l, int64_t epoch);   /* stops a running epoch first */
 /* 1 = batch returned (caller owns both), 0 = epoch done, -1 = error (a
  * worker's message, with the file name); errors repeat until restarted */
@@ -429,9 +425,6 @@ int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int
 /* scikit-learn 1.2's binary ranking metrics on doubles. The caller checks
  * the inputs: n >= 1, finite scores, labels y 0 or 1 (1 = positive = fake);
  * P = positives, N = negatives. See docs/metrics.md. */
-/* order (n,) gets the 0-based ids of v (n,) from largest to smallest, ties
- * in index order (stable); -1 when out of memory or n >= 2^31 */
-int fmd_argsort_desc(const double *v, int64_t n, int64_t *order);
 /* sklearn's _binary_clf_curve: m points, one per distinct score from the
  * highest down, with the counts of positives/negatives scoring >= thr[k] */
 typedef struct fmd_clf_curve {

@@ -86,6 +86,7 @@ int fmd_needs_grad(int n, fmd_tensor *const *ts);
 /* new node with refs to the inputs; attach to out (sets requires_grad) */
 fmd_node *fmd_node_new(const char *name, fmd_backward_fn bw, int ninputs, fmd_tensor *const *inputs);
 void fmd_node_attach(fmd_tensor *out, fmd_node *n);   /* out takes the node's reference */
+void fmd_node_release(fmd_node *n);                   /* NULL is fine; fmd_release calls it */
 /* t.grad += g (g same shape as t). No-op when t does not require grad. */
 int fmd_accumulate_grad(fmd_tensor *t, fmd_tensor *g);
 /* sums g (broadcast result) down to shape of t, then accumulates */

@@ -54,8 +54,6 @@ struct fmd_loader {
     char skipped[4096];        /* messages not yet reported, one per line */
 };
 
-int64_t fmd_loader_num_batches(const fmd_loader *l) { return l->nbatches; }
-
 static int64_t batch_size_of(const fmd_loader *l, int64_t b) {
     int64_t start = b * l->o.batch_size, end = start + l->o.batch_size;
     return (end > l->total ? l->total : end) - start;

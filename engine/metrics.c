@@ -31,9 +31,9 @@ static double key_value(uint64_t k) {
     return x;
 }
 
-/* v is (n,), n < 2^31; key, pay are (n,) outputs: the keys of v sorted
- * ascending (scores descending, ties in index order) and their payloads,
- * id i or, when y != NULL, 2 i + y[i] (so the curve needs no random access).
+/* v, y are (n,), n < 2^31; key, pay are (n,) outputs: the keys of v sorted
+ * ascending (scores descending, ties in index order) and their payloads
+ * 2 i + y[i] (so the curve needs no random access).
  * LSD radix sort, linear time (~10x faster than a comparison sort at 10^6),
  * over only the bits that differ between keys: float32 scores leave the low
  * 29 mantissa bits zero, so scores of a model in (0, 1) take 4 passes. */
@@ -43,12 +43,12 @@ static int radix_desc(const double *v, const double *y, int64_t n, uint64_t *key
     size_t (*hist)[RADIX_SIZE] = calloc(RADIX_PASSES, sizeof *hist);
     if (!kb || !pb || !hist) {
         free(kb); free(pb); free(hist);
-        return fmd_fail("argsort: out of memory for %lld scores", (long long)n);
+        return fmd_fail("binary_clf_curve: out of memory sorting %lld scores", (long long)n);
     }
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     for (int64_t i = 0; i < n; i++) {
         key[i] = desc_key(v[i]);
-        pay[i] = y ? 2 * (uint32_t)i + (y[i] != 0) : (uint32_t)i;
+        pay[i] = 2 * (uint32_t)i + (y[i] != 0);
         all_or |= key[i];
         all_and &= key[i];
     }
@@ -85,20 +85,6 @@ static int radix_desc(const double *v, const double *y, int64_t n, uint64_t *key
     }
     free(kb); free(pb); free(hist);
     return 0;
-}
-
-/* v is (n,), order is (n,): the 0-based ids of v from largest to smallest,
- * ties in index order (stable). */
-int fmd_argsort_desc(const double *v, int64_t n, int64_t *order) {
-    if (n <= 0) return 0;
-    if (n > INT32_MAX) return fmd_fail("argsort: %lld scores, at most 2^31 - 1 supported", (long long)n);
-    uint64_t *key = malloc((size_t)n * sizeof *key);
-    uint32_t *pay = malloc((size_t)n * sizeof *pay);
-    int r = key && pay ? radix_desc(v, NULL, n, key, pay)
-                       : fmd_fail("argsort: out of memory for %lld scores", (long long)n);
-    for (int64_t i = 0; r == 0 && i < n; i++) order[i] = pay[i];
-    free(key); free(pay);
-    return r;
 }
 
 /* score, y are (n,); fps, tps, thr are (n,) buffers of the caller. Fills

@@ -203,8 +203,6 @@ fmd_tensor *fmd_retain(fmd_tensor *t) {
     return t;
 }
 
-void fmd_node_release(fmd_node *n);   /* autograd.c */
-
 void fmd_release(fmd_tensor *t) {
     if (!t) return;
     if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
