@@ -43,7 +43,7 @@ void fmd_lua_open_optim(lua_State *L);
 void fmd_lua_open_sys(lua_State *L);
 void fmd_lua_open_image(lua_State *L);
 void fmd_lua_open_serialize(lua_State *L);
-void fmd_lua_open_faces(lua_State *L);
+void fmd_lua_open_facegen(lua_State *L);
 void fmd_lua_open_metrics(lua_State *L);
 void fmd_lua_open_json(lua_State *L);
 

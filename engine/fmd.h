@@ -28,7 +28,7 @@
  *   loader       loader.c      threaded data loader
  *   formats      safetensors.c, pth.c (PyTorch checkpoints, no Python)
  *   metrics      metrics.c     ROC/DET/PR curves, AUC, AP, EER (sklearn's)
- *   face generator  faces.c    the procedural faces of the default data set
+ *   face generator  facegen.c  the procedural faces of the default data set
  *
  * Overview
  * --------
@@ -292,13 +292,13 @@ void fmd_loader_stop(fmd_loader *l);                  /* joins workers, frees ba
 int64_t fmd_loader_skipped(fmd_loader *l, char *buf, size_t n);
 void fmd_loader_free(fmd_loader *l);                  /* NULL is fine */
 
-/* --- procedural faces (engine/faces.c) --- */
-/* Generated face images for the default data set (docs/faces.md). Each image
+/* --- the face generator (engine/facegen.c) --- */
+/* Generated face images for the default data set (docs/facegen.md). Each image
  * is a pure function of (kind, seed, target_seed, params). */
-typedef enum { FMD_FACE_REAL = 0, FMD_FACE_SWAP = 1, FMD_FACE_GAN = 2 } fmd_face_kind;
-/* Strengths of the fake traces, tuned in one place (fmd_faces_default_params);
+typedef enum { FMD_FACEGEN_REAL = 0, FMD_FACEGEN_SWAP = 1, FMD_FACEGEN_GAN = 2 } fmd_facegen_kind;
+/* Strengths of the fake traces, tuned in one place (fmd_facegen_default_params);
  * `strength` multiplies all of them, 0 turns a trace off. */
-typedef struct fmd_faces_params {
+typedef struct fmd_facegen_params {
     int size;              /* images are 3 x size x size (256) */
     float strength;        /* global multiplier on every fake trace (1) */
     float swap_color;      /* residual colour-transfer gain/offset mismatch */
@@ -311,28 +311,28 @@ typedef struct fmd_faces_params {
     float gan_smooth;      /* texture lost through the half-resolution bottleneck */
     float gan_color;       /* saturation/tint/tone shift */
     float noise;           /* mean sensor-noise std of camera images */
-} fmd_faces_params;
-void fmd_faces_default_params(fmd_faces_params *p);
+} fmd_facegen_params;
+void fmd_facegen_default_params(fmd_facegen_params *p);
 /* 64-bit seed of one image from (seed, dataset, split, class, index) */
-uint64_t fmd_faces_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
-                        int64_t index);
+uint64_t fmd_facegen_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
+                          int64_t index);
 /* One image (3 x S x S in [0,1]). REAL: a camera image of identity `seed`.
  * SWAP: the REAL image of target_seed with the inner face of identity `seed`
  * blended in. GAN: identity `seed` through a generator path. params NULL =
  * defaults; *mask (optional) gets the 1 x S x S swap blend mask (zeros for
  * the other kinds). */
-fmd_tensor *fmd_face_render(fmd_face_kind kind, uint64_t seed, uint64_t target_seed,
-                            const fmd_faces_params *params, fmd_tensor **mask);
-typedef struct fmd_face_job {
-    fmd_face_kind kind;
+fmd_tensor *fmd_facegen_render(fmd_facegen_kind kind, uint64_t seed, uint64_t target_seed,
+                               const fmd_facegen_params *params, fmd_tensor **mask);
+typedef struct fmd_facegen_job {
+    fmd_facegen_kind kind;
     uint64_t seed, target_seed;
     const char *path;      /* PNG written here (directory must exist) */
-} fmd_face_job;
+} fmd_facegen_job;
 /* renders and writes the jobs as PNGs on the thread pool; 0 or -1 */
-int fmd_faces_write(const fmd_face_job *jobs, int n, const fmd_faces_params *params);
+int fmd_facegen_write(const fmd_facegen_job *jobs, int n, const fmd_facegen_params *params);
 /* mkdir -p dir; returns the number of *.png in it (removed first when
  * clear), or -1 */
-int fmd_faces_prepare_dir(const char *dir, int clear);
+int fmd_facegen_prepare_dir(const char *dir, int clear);
 
 /* ------------------------------------------------- nn ops (engine/nn_*.c) */
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */

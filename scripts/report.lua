@@ -73,7 +73,7 @@ H(1, "Facial manipulation detection with fmd: results")
 local generated = opts.generated
 P(("Data: `%s` (data sets `%s` and `%s`)%s. %sXceptionBased started from %s. Written %s by `fmd scripts/report.lua`.")
   :format(root, F, S,
-    generated and ", the default data fmd generates (`scripts/make_faces.lua`, see docs/faces.md), not the course's face images" or "",
+    generated and ", the default data fmd generates (`scripts/make_faces.lua`, see docs/facegen.md), not the course's face images" or "",
     opts.quick and "**Quick smoke run** (`./run_me.sh --quick`): tiny data and one epoch, so the numbers below say nothing about the models. " or "",
     opts.xception_init == "scratch" and "random weights (no ImageNet weights file was found; see docs/getting-started.md)"
       or ("the ImageNet weights in `" .. opts.xception_init .. "`"),
@@ -245,7 +245,7 @@ if generated then
   local fr, ff = counts(F, "train")
   local sr2, sf2 = counts(S, "train")
   notes[#notes + 1] = ("The default data is generated and smaller than the course's (%d and %d training images instead of 10,800 and 9,446), "
-    .. "and its fakes carry traces of known strength (docs/faces.md): the figures show the method, not the course's numbers.")
+    .. "and its fakes carry traces of known strength (docs/facegen.md): the figures show the method, not the course's numbers.")
     :format((fr or 0) + (ff or 0), (sr2 or 0) + (sf2 or 0))
 end
 if opts.quick then notes[#notes + 1] = "This was a quick smoke run: one epoch on 64 training images per set." end

@@ -632,7 +632,7 @@ local function canonical(name)
   if name:match("^F%.") then return "fmd.nn.functional" .. name:sub(2) end
   if name:match("^fmd%.nn%.F%.") then return "fmd.nn.functional" .. name:sub(9) end
   if name:match("^nn%.F%.") then return "fmd.nn.functional" .. name:sub(5) end
-  for _, sub in ipairs{"nn", "optim", "data", "transforms", "metrics", "explain", "plot", "image", "faces",
+  for _, sub in ipairs{"nn", "optim", "data", "transforms", "metrics", "explain", "plot", "image", "facegen",
                        "models", "json", "sys", "analysis", "trainer"} do
     if name == sub or name:sub(1, #sub + 1) == sub .. "." then return "fmd." .. name end
   end
@@ -700,7 +700,7 @@ end
 -- in backticks), looking at the pages in PAGES order; and up to three code
 -- lines that use it, that section's first
 local PAGES = {"lua-api.md", "nn.md", "ops.md", "repl.md", "formats.md", "data.md", "training.md", "metrics.md",
-               "plot.md", "faces.md", "analysis.md", "architecture.md"}
+               "plot.md", "facegen.md", "analysis.md", "architecture.md"}
 local function explained(name)
   local pats = {}
   for _, s in ipairs(spellings(name)) do pats[#pats + 1] = escape(s) .. "%f[^%w_]" end
@@ -783,7 +783,7 @@ end
 -- the functions and classes of fmd and its user-facing modules, tensor
 -- methods and the methods of nn.Module and optim.Optimizer
 repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics", "explain",
-                       "plot", "image", "faces", "models", "json", "analysis", "trainer"}
+                       "plot", "image", "facegen", "models", "json", "analysis", "trainer"}
 function repl.public_names()
   local out = {}
   local function walk(prefix, t, sep)
