@@ -3,14 +3,14 @@
 -- Scores are float32 probabilities (like a model's), so ties are few and the
 -- curves have ~n points: the slow case.
 --
---   build/fmd scripts/bench_metrics.lua [n]
+--   build/fmd bench/metrics.lua [n]
 local fmd = require "fmd"
 local metrics = require "fmd.metrics"
 local now = require("fmd.core").sys.now
 
-if arg[1] == "--help" or arg[1] == "-h" then print("usage: fmd scripts/bench_metrics.lua [n >= 2]"); os.exit(0) end
+if arg[1] == "--help" or arg[1] == "-h" then print("usage: fmd bench/metrics.lua [n >= 2]"); os.exit(0) end
 local n = math.tointeger(tonumber(arg[1] or "1000000"))
-if not n or n < 2 then error("usage: fmd scripts/bench_metrics.lua [n >= 2]", 0) end
+if not n or n < 2 then error("usage: fmd bench/metrics.lua [n >= 2]", 0) end
 
 fmd.manual_seed(0)
 local ts = fmd.rand(n)
