@@ -112,12 +112,12 @@ function analysis.evaluate(model, ds, what, opts)
   local y = r.labels
   local pred = {}
   for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
-  local eer, eer_thr = metrics.eer(r.b, y)
-  local cm = metrics.confusion(pred, y, 0.5)
+  local eer, eer_thr = metrics.eer(y, r.b)
+  local cm = metrics.confusion(y, pred)
   return {scores = r, n_real = nreal, n_fake = nfake,
-          auc_a = metrics.roc_auc(r.a, y), auc_b = metrics.roc_auc(r.b, y),
-          average_precision = metrics.average_precision(r.b, y), eer = eer, eer_threshold = eer_thr,
-          accuracy = 100 * metrics.accuracy(pred, y, 0.5),
+          auc_a = metrics.roc_auc(y, r.a), auc_b = metrics.roc_auc(y, r.b),
+          average_precision = metrics.average_precision(y, r.b), eer = eer, eer_threshold = eer_thr,
+          accuracy = 100 * metrics.accuracy(y, pred),
           confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp}}
 end
 
