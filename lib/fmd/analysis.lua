@@ -153,8 +153,9 @@ end
 -- conv3) for opts.target ("pred" default, "true", "real", "fake"), as a jet
 -- heat map over the de-normalised image (weight 0.5). Returns the H x W x 3
 -- visualisation in [0, 1], the true label (0/1) and details: {image =
--- (3,H,W), map = (H,W) in [0, 1], raw = low-resolution CAM, pred = 0/1,
--- p_fake, target = class explained, target_name}.
+-- (3,H,W), map = (H,W) in [0, 1] as shown (explain.clip_percentile), raw =
+-- low-resolution CAM, pred = 0/1, p_fake, target = class explained,
+-- target_name}.
 function analysis.get_grad_cam_visualization(test_dataset, model, opts)
   opts = opts or {}
   local explain = require "fmd.explain"
@@ -172,7 +173,7 @@ function analysis.get_grad_cam_visualization(test_dataset, model, opts)
     error(("unknown attribution method '%s'"):format(tostring(opts.method)), 0)
   end
   local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
-  local map = explain.normalize(maps[1])
+  local map = explain.clip_percentile(maps[1])
   local shown = analysis.denormalize(img)
   local vis = image.blend(image.colormap(map, "jet"), shown, 0.5)
   return vis:permute(2, 3, 1), math.tointeger(label), {image = shown, map = map, raw = raw and raw[1], pred = pred,
