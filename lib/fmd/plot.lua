@@ -216,12 +216,15 @@ local function defaults(opts, d)
   return o
 end
 
--- ROC: curves = list of {fpr =, tpr =, title =}; the chance diagonal dashed.
--- The key goes below the axes: a score worse than chance runs along the
--- bottom right, where a key inside would hide it.
+-- the key of ROC and DET curves: below the axes, one entry a line. Inside
+-- it would hide a curve: a score worse than chance runs along the ROC's
+-- bottom right and through the DET's top right.
+local KEY_BELOW = "below center vertical Left reverse"
+
+-- ROC: curves = list of {fpr =, tpr =, title =}; the chance diagonal dashed
 function plot.roc(path, curves, opts)
   opts = defaults(opts, {xlabel = "False positive rate", ylabel = "True positive rate", xrange = {0, 1},
-                         yrange = {0, 1.0001}, key = "below center vertical Left reverse", size = {760, 740}})
+                         yrange = {0, 1.0001}, key = KEY_BELOW, size = {760, 740}})
   return draw("roc", path, relabel(curves, "fpr", "tpr"), opts, {"set size ratio -1"}, nil,
     {"x with lines dt 2 lc rgb '#888888' lw 1.2 title 'chance'"})
 end
@@ -241,16 +244,14 @@ end
 
 -- DET on normal-deviate axes (as scikit-learn's DetCurveDisplay): x =
 -- probit(fpr), y = probit(fnr), ticks 0.1 % ... 99.9 %; rates of 0 or 1 are
--- drawn at the edge of the axes. curves = list of {fpr =, fnr =, title =}.
--- The key goes below the axes: curves can pass through every corner (a
--- score worse than chance through the top right).
+-- drawn at the edge of the axes. curves = list of {fpr =, fnr =, title =}
 function plot.det(path, curves, opts)
   local ticks = {0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999}
   local labels = {"0.1%%", "1%%", "5%%", "20%%", "50%%", "80%%", "95%%", "99%%", "99.9%%"}   -- tic labels are formats
   local t = {}
   for i, p in ipairs(ticks) do t[i] = ("%s invnorm(%g)"):format(gq(labels[i]), p) end
   local lim = 3.2   -- a little beyond the 0.1 % / 99.9 % ticks (+-3.09)
-  opts = defaults(opts, {xlabel = "False positive rate", ylabel = "False negative rate", key = "below center vertical Left reverse",
+  opts = defaults(opts, {xlabel = "False positive rate", ylabel = "False negative rate", key = KEY_BELOW,
                          size = {760, 740}, grid = false})
   local extra = {
     ("clip(p) = invnorm(p < %.10g ? %.10g : (p > %.10g ? %.10g : p))"):format(0.0005, 0.0005, 0.9995, 0.9995),
@@ -282,7 +283,7 @@ local function palette(name)
   local v = {}
   for k = 0, n do v[k + 1] = k / n end
   local ok, c = pcall(image.colormap, fmd.tensor({v}), name)
-  if not ok then error("plot.images: colorbar: " .. tostring(c):gsub("^image%.colormap: ", ""), 4) end
+  if not ok then error("plot.images: colorbar: " .. tostring(c):gsub("^image%.colormap: ", ""), 3) end
   local stops = {}
   for k = 0, n do
     local rgb = {}
@@ -324,6 +325,10 @@ function plot.images(path, panels, opts)
   local top = opts.title and 42 or 6
   local pw, ph = ps, math.floor(ps * aspect + 0.5)
   local cb = opts.colorbar
+  local range = cb and (cb.range or {0, 1})
+  if cb and not (type(range) == "table" and type(range[1]) == "number" and type(range[2]) == "number" and range[1] < range[2]) then
+    error("plot.images: colorbar.range must be {lo, hi} with lo < hi", 2)
+  end
   local right = cb and COLORBAR_W or 0
   local W, H = cols * (pw + 8) + 8 + right, top + rows * (ph + title_h + 8)
   local lines = {
@@ -342,7 +347,7 @@ function plot.images(path, panels, opts)
     if cb and i == n then
       -- the bar spans the panels' images, from the last row's bottom to the
       -- first row's top; an invisible palette-coloured line makes gnuplot draw it
-      local lo, hi = (cb.range or {0, 1})[1], (cb.range or {0, 1})[2]
+      local lo, hi = range[1], range[2]
       lines[#lines + 1] = palette(cb.map or "jet")
       lines[#lines + 1] = ("set cbrange [%.17g:%.17g]; set cbtics %.17g scale 0.6 font %s"):format(lo, hi,
         cb.tics or (hi - lo) / 5, gq(FONT .. ",10"))

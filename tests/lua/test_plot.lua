@@ -152,6 +152,8 @@ test("images draws a colour bar of the panels' colour map to their right", funct
   end
   expect_error(function() plot.images(tmp .. "/bad.png", panels, {colorbar = {map = "viridis"}}) end,
     "plot.images: colorbar: unknown colour map 'viridis' (jet or gray)")
+  expect_error(function() plot.images(tmp .. "/bad.png", panels, {colorbar = {range = {1, 1}}}) end,
+    "plot.images: colorbar.range must be {lo, hi} with lo < hi")
 end)
 
 test("bad series are clear errors that name the series", function()
