@@ -424,14 +424,15 @@ int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int
 /* --- detection metrics (engine/metrics.c) --- */
 /* scikit-learn 1.2's binary ranking metrics on doubles. The caller checks
  * the inputs: n >= 1, finite scores, labels y 0 or 1 (1 = positive = fake);
- * P = positives, N = negatives. See docs/metrics.md. */
+ * P = positives, N = negatives. Labels come before scores, as sklearn's
+ * (y_true, y_score). See docs/metrics.md. */
 /* sklearn's _binary_clf_curve: m points, one per distinct score from the
  * highest down, with the counts of positives/negatives scoring >= thr[k] */
 typedef struct fmd_clf_curve {
     int64_t m;
     double *fps, *tps, *thr;     /* (n,) buffers of the caller */
 } fmd_clf_curve;
-int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c); /* n < 2^30 */
+int fmd_binary_clf_curve(const double *y, const double *score, int64_t n, fmd_clf_curve *c); /* n < 2^30 */
 /* roc_curve(drop_intermediate=False): (m+1,) each; needs P, N > 0 */
 void fmd_roc_curve(const fmd_clf_curve *c, double *fpr, double *tpr, double *thr);
 /* det_curve: (m,) buffers; returns the number of points; needs P, N > 0 */
@@ -443,6 +444,6 @@ double fmd_average_precision(const fmd_clf_curve *c);  /* needs P > 0 */
 /* equal error rate and its threshold, interpolated on the ROC; P, N > 0 */
 void fmd_eer(const fmd_clf_curve *c, double *eer, double *thr);
 /* cm = {tn, fp, fn, tp}, predicted positive when score >= threshold */
-void fmd_confusion(const double *score, const double *y, int64_t n, double threshold, int64_t cm[4]);
+void fmd_confusion(const double *y, const double *score, int64_t n, double threshold, int64_t cm[4]);
 
 #endif

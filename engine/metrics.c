@@ -1,9 +1,10 @@
 /* metrics.c - detection metrics with scikit-learn 1.2's semantics
  * (sklearn/metrics/_ranking.py): the sorted cumulative counts of
- * _binary_clf_curve and the curves and numbers derived from them. Scores and
- * labels come in as doubles so results agree with sklearn's float64 to
- * ~1e-15. Inputs are checked by the caller (bindings/lua_metrics.c): n >= 1,
- * finite scores, labels 0 or 1, and the classes each function needs. */
+ * _binary_clf_curve and the curves and numbers derived from them. Labels
+ * come first, then scores, as sklearn's (y_true, y_score), both as doubles
+ * so results agree with sklearn's float64 to ~1e-15. Inputs are checked by
+ * the caller (bindings/lua_metrics.c): n >= 1, finite scores, labels 0 or
+ * 1, and the classes each function needs. */
 #include "fmd_impl.h"
 
 #include <stdlib.h>
@@ -87,11 +88,11 @@ static int radix_desc(const double *v, const double *y, int64_t n, uint64_t *key
     return 0;
 }
 
-/* score, y are (n,); fps, tps, thr are (n,) buffers of the caller. Fills
+/* y, score are (n,); fps, tps, thr are (n,) buffers of the caller. Fills
  * c->m <= n points, one per distinct score from the highest down: thr[k] is
  * the score, tps[k]/fps[k] count the positives/negatives scoring >= thr[k]
  * (sklearn's _binary_clf_curve without weights). */
-int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c) {
+int fmd_binary_clf_curve(const double *y, const double *score, int64_t n, fmd_clf_curve *c) {
     if (n <= 0) return fmd_fail("binary_clf_curve: no scores");
     if (n > INT32_MAX / 2) return fmd_fail("binary_clf_curve: %lld scores, at most 2^30 - 1 supported", (long long)n);
     uint64_t *key = malloc((size_t)n * sizeof *key);
@@ -212,10 +213,10 @@ void fmd_eer(const fmd_clf_curve *c, double *eer, double *thr) {
     *thr = (1 - t) * thr0 + t * c->thr[k];
 }
 
-/* score, y are (n,): counts of (true, predicted) with predicted fake when
+/* y, score are (n,): counts of (true, predicted) with predicted fake when
  * score >= threshold; cm = {tn, fp, fn, tp} (sklearn's confusion_matrix
  * read row by row). */
-void fmd_confusion(const double *score, const double *y, int64_t n, double threshold, int64_t cm[4]) {
+void fmd_confusion(const double *y, const double *score, int64_t n, double threshold, int64_t cm[4]) {
     cm[0] = cm[1] = cm[2] = cm[3] = 0;
     for (int64_t i = 0; i < n; i++) cm[2 * (y[i] != 0) + (score[i] >= threshold)]++;
 }

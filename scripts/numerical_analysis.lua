@@ -23,11 +23,11 @@ local auc_a, auc_b, ap, eer, eer_thr = ev.auc_a, ev.auc_b, ev.average_precision,
 local cm, acc = ev.confusion, ev.accuracy / 100
 
 -- as the course asks: both scores against the fake label
-local fpr_a, tpr_a = metrics.roc_curve(r.a, y)
-local fpr_b, tpr_b = metrics.roc_curve(r.b, y)
-local dfpr_a, dfnr_a = metrics.det_curve(r.a, y)
-local dfpr_b, dfnr_b = metrics.det_curve(r.b, y)
-local prec, rec = metrics.precision_recall_curve(r.b, y)
+local fpr_a, tpr_a = metrics.roc_curve(y, r.a)
+local fpr_b, tpr_b = metrics.roc_curve(y, r.b)
+local dfpr_a, dfnr_a = metrics.det_curve(y, r.a)
+local dfpr_b, dfnr_b = metrics.det_curve(y, r.b)
+local prec, rec = metrics.precision_recall_curve(y, r.b)
 
 local what = ("%s on %s test"):format(opts.model, opts.dataset)
 local roc = plot.roc(analysis.figure(opts, "roc_curve"), {

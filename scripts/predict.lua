@@ -135,7 +135,7 @@ local function write_overlays(batch_files, images)
   local image = require "fmd.image"
   local target = opts.target == "pred" and "pred" or (opts.target == "fake" and 1 or 0)
   local maps = method(model, images, target, {layer = opts.layer})
-  maps = explain.normalize(maps)
+  maps = explain.clip_percentile(maps)
   for i, f in ipairs(batch_files) do
     local shown = analysis.denormalize(images[i])
     local over = image.blend(image.colormap(maps[i], "jet"), shown, 0.5)

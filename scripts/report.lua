@@ -161,7 +161,7 @@ H(2, "5. What the detectors look at")
 for _, r in ipairs{{F, "SimpleNet"}, {S, "XceptionBased"}} do
   IMG(fig(r[1], r[2], "saliency_maps_and_images_pairs"),
     ("Gradient saliency (|d true-class logit / d pixel|, max over channels) of 36 test images: %s on %s."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "mean_saliency_maps"), ("Mean of the normalised saliency maps over the test set, fake vs real: %s on %s.")
+  IMG(fig(r[1], r[2], "mean_saliency_maps"), ("Mean of the saliency maps (each clipped at its 98th percentile) over the test set, fake vs real: %s on %s.")
     :format(r[2], r[1]))
 end
 for _, r in ipairs(runs) do

@@ -128,7 +128,7 @@ for ep = 1, opts.epochs do
   local train_loss, train_acc = trainer:train_one_epoch()
   local val_loss, val_acc, scores, labels = trainer:validate()
   trainer.epoch = ep
-  local auc = metrics.roc_auc(scores, labels)
+  local auc = metrics.roc_auc(labels, scores)
   local secs = fmd.sys.now() - t0
   print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% auc %.4f | %.0f s"):format(
     train_loss, train_acc, val_loss, val_acc, auc, secs))

@@ -112,12 +112,12 @@ function analysis.evaluate(model, ds, what, opts)
   local y = r.labels
   local pred = {}
   for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
-  local eer, eer_thr = metrics.eer(r.b, y)
-  local cm = metrics.confusion(pred, y, 0.5)
+  local eer, eer_thr = metrics.eer(y, r.b)
+  local cm = metrics.confusion(y, pred)
   return {scores = r, n_real = nreal, n_fake = nfake,
-          auc_a = metrics.roc_auc(r.a, y), auc_b = metrics.roc_auc(r.b, y),
-          average_precision = metrics.average_precision(r.b, y), eer = eer, eer_threshold = eer_thr,
-          accuracy = 100 * metrics.accuracy(pred, y, 0.5),
+          auc_a = metrics.roc_auc(y, r.a), auc_b = metrics.roc_auc(y, r.b),
+          average_precision = metrics.average_precision(y, r.b), eer = eer, eer_threshold = eer_thr,
+          accuracy = 100 * metrics.accuracy(y, pred),
           confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp}}
 end
 
@@ -153,8 +153,9 @@ end
 -- conv3) for opts.target ("pred" default, "true", "real", "fake"), as a jet
 -- heat map over the de-normalised image (weight 0.5). Returns the H x W x 3
 -- visualisation in [0, 1], the true label (0/1) and details: {image =
--- (3,H,W), map = (H,W) in [0, 1], raw = low-resolution CAM, pred = 0/1,
--- p_fake, target = class explained, target_name}.
+-- (3,H,W), map = (H,W) in [0, 1] as shown (explain.clip_percentile), raw =
+-- low-resolution CAM, pred = 0/1, p_fake, target = class explained,
+-- target_name}.
 function analysis.get_grad_cam_visualization(test_dataset, model, opts)
   opts = opts or {}
   local explain = require "fmd.explain"
@@ -172,7 +173,7 @@ function analysis.get_grad_cam_visualization(test_dataset, model, opts)
     error(("unknown attribution method '%s'"):format(tostring(opts.method)), 0)
   end
   local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
-  local map = explain.normalize(maps[1])
+  local map = explain.clip_percentile(maps[1])
   local shown = analysis.denormalize(img)
   local vis = image.blend(image.colormap(map, "jet"), shown, 0.5)
   return vis:permute(2, 3, 1), math.tointeger(label), {image = shown, map = map, raw = raw and raw[1], pred = pred,

@@ -300,7 +300,7 @@ function Trainer:run(epochs, p)
     local train_loss, train_acc = self:train_one_epoch()
     local val_loss, val_acc = self:validate()
     local test_loss, test_acc, scores, labels = self:test()
-    local auc = metrics.roc_auc(scores, labels)
+    local auc = metrics.roc_auc(labels, scores)
     local secs = fmd.sys.now() - t0
     self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
       :format(train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, auc, secs,

@@ -319,8 +319,10 @@ return {
      return require("fmd.data").DataLoader({{fmd.zeros(1), 0}}, {batch_size = 0})
    end, expect = "batch_size"},
   {name = "roc_auc of nothing", lua = function() return require("fmd.metrics").roc_auc({}, {}) end, expect = "roc_auc"},
-  {name = "roc_auc with a label 2", lua = function() return require("fmd.metrics").roc_auc({0.1, 0.2}, {0, 2}) end,
-   expect = "roc_auc"},
+  {name = "roc_auc with a label 2", lua = function() return require("fmd.metrics").roc_auc({0, 2}, {0.1, 0.2}) end,
+   expect = "roc_auc(labels, scores): labels must be 0 or 1, got 2 at index 2"},
+  {name = "roc_auc with scores first", lua = function() return require("fmd.metrics").roc_auc({0.1, 0.2}, {0, 1}) end,
+   expect = "(the order is labels first, as scikit-learn's y_true, y_score)"},
   {name = "Adam with a negative learning rate", lua = function()
      local nn, optim = require "fmd.nn", require "fmd.optim"
      return optim.Adam(nn.Linear(2, 2):parameters(), {lr = -1})
