@@ -38,7 +38,7 @@ static int same_as_reference(const double *v, const double *y, int64_t n) {
             want.m++;
         }
     }
-    int ok = fmd_binary_clf_curve(v, y, n, &got) == 0 && got.m == want.m;
+    int ok = fmd_binary_clf_curve(y, v, n, &got) == 0 && got.m == want.m;
     for (int64_t k = 0; ok && k < want.m; k++)
         ok = got.tps[k] == want.tps[k] && got.fps[k] == want.fps[k] && got.thr[k] == want.thr[k];
     free(order);
