@@ -33,8 +33,22 @@ BonusModel.CHOSEN = "meso4"
 BonusModel.RECIPE = "course"   -- scripts/train_bonus.lua --recipe: "course" or "augment"
 BonusModel.CHECKPOINT = "checkpoints/bonus.safetensors"
 
+-- a design table is checked before it builds layers: one read back from a
+-- checkpoint's metadata could be damaged; `where` names it in the error
+local function check_design(d, where)
+  local field = require("fmd.json").field
+  field({design = d}, "design", "table", where)
+  local n = #field(d, "widths", "integers", where, {min = 1, max = 4096})
+  if n == 0 then error(("%s: 'widths' is empty, expected one width per stage"):format(where), 0) end
+  field(d, "kernels", "integers", where, {min = 1, max = 31, len = n})
+  field(d, "pools", "integers", where, {min = 1, max = 64, len = n})
+  field(d, "grid", "integer", where, {min = 1, max = 64})
+  field(d, "hidden", "integer", where, {min = 1, max = 65536})
+  field(d, "dropout", "number", where, {min = 0, max = 0.99, optional = true})
+end
+
 -- opts.design: a name in DESIGNS (default CHOSEN) or a design table (then
--- opts.design_name names it)
+-- opts.design_name names it; opts.design_where names where it was read)
 function BonusModel:__init(opts)
   opts = opts or {}
   local d = opts.design or BonusModel.CHOSEN
@@ -47,6 +61,8 @@ function BonusModel:__init(opts)
       table.sort(names)
       error(("bonus model: unknown design '%s' (known: %s)"):format(name, table.concat(names, ", ")), 0)
     end
+  else
+    check_design(d, opts.design_where or ("bonus design " .. name))
   end
   self.design_name, self.spec = name, d
   local layers, cin = {}, 3
@@ -80,12 +96,11 @@ function BonusModel:extra_repr() return "design=" .. self.design_name end
 -- weights (scripts/train_bonus.lua), so the model is rebuilt to it first;
 -- fmd.load_model("bonus", path) and the analysis scripts' -m bonus rely on it.
 function BonusModel:load(path, strict)
-  local fmd = require "fmd"
-  local ok, _, md = pcall(fmd.load_safetensors, path)
-  local spec = ok and md and md.spec and require("fmd.json").decode(md.spec, path .. " metadata spec")
-  if spec then
+  local _, md = require("fmd.state_io").read(path)
+  if md.spec ~= nil then
     local training = self.training
-    self:__init({design = spec, design_name = md.design})
+    self:__init({design = md.spec, design_name = tostring(md.design or "custom"),
+                 design_where = path .. " (metadata 'spec')"})
     self:train(training)
   end
   return nn.Module.load(self, path, strict)
@@ -103,6 +118,9 @@ function BonusModel.my_bonus_model(path)
   local model = BonusModel():load(path)
   model:eval()
   return model
+end
+
+return BonusModel.check_designs(rows, path)
 end
 
 return BonusModel
