@@ -6,8 +6,9 @@ local fmd = require "fmd"
 local plot = require "fmd.plot"
 local image = require "fmd.image"
 local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 
-local opts = analysis.parse(arg, {
+local opts = runs.parse(arg, {
   name = "scripts/grad_cam_analysis.lua", checkpoint = true,
   description = "Grad-CAM heat maps over one real and one fake test image",
   {"--layer", default = "conv3", metavar = "NAME", help = "module whose output the CAM is taken at"},
@@ -32,7 +33,7 @@ for _, k in ipairs(analysis.sample_indices(#ds, #ds)) do
       {image = vis:permute(3, 1, 2), title = ("Grad-CAM of '%s' for class %s"):format(opts.layer, info.target_name)},
       {image = image.colormap(info.map, "jet"), title = "heat map (jet)"},
     }
-    local path = plot.images(analysis.figure(opts, cls .. "_Image_grad_cam"), panels, {cols = 3, panel_size = 300,
+    local path = plot.images(runs.output_figure(opts, cls .. "_Image_grad_cam"), panels, {cols = 3, panel_size = 300,
       title = ("%s on %s: true %s, predicted %s (P(fake) = %.3f)"):format(opts.model, opts.dataset,
         cls:lower(), info.pred == 1 and "fake" or "real", info.p_fake)})
     print("wrote " .. path)

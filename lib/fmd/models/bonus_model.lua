@@ -31,7 +31,7 @@ BonusModel.DESIGNS = {
 }
 BonusModel.CHOSEN = "meso4"
 BonusModel.RECIPE = "course"   -- scripts/train_bonus.lua --recipe: "course" or "augment"
-BonusModel.CHECKPOINT = "checkpoints/bonus.safetensors"
+BonusModel.CHECKPOINT = require("fmd.runs").bonus_checkpoint()   -- checkpoints/bonus.safetensors
 
 -- a design table is checked before it builds layers: one read back from a
 -- checkpoint's metadata could be damaged; `where` names it in the error
@@ -120,7 +120,38 @@ function BonusModel.my_bonus_model(path)
   return model
 end
 
-return BonusModel.check_designs(rows, path)
+-- BonusModel.check_designs(rows, path) -> rows: the decoded designs table
+-- that scripts/train_bonus.lua keeps (out/bonus_designs.json, read from
+-- `path`), every field a reader uses checked: a damaged or hand-edited
+-- table is one error naming the file, the row and the field.
+function BonusModel.check_designs(rows, path)
+  local json = require "fmd.json"
+  json.field({rows = rows}, "rows", "list", path)
+  for i, r in ipairs(rows) do
+    local where = ("%s, row %d"):format(path, i)
+    json.field({row = r}, "row", "table", where)
+    for _, k in ipairs{"dataset", "design"} do json.field(r, k, "string", where) end
+    json.field(r, "recipe", "string", where, {optional = true})
+    json.field(r, "params", "integer", where, {min = 1})
+    json.field(r, "macs", "number", where, {min = 0})
+    json.field(r, "epochs", "integer", where, {min = 1})
+    json.field(r, "planned_epochs", "integer", where, {min = 1, optional = true})
+    json.field(r, "best_epoch", "integer", where, {min = 0, max = r.epochs})
+    json.field(r, "val_auc", "number", where, {min = 0, max = 1})
+    json.field(r, "train_seconds", "number", where, {min = 0})
+    json.field(r, "chosen", "boolean", where, {optional = true})
+  end
+  return rows
+end
+
+-- BonusModel.read_designs(path) -> the checked rows of the designs table,
+-- {} when there is none
+function BonusModel.read_designs(path)
+  local fmd = require "fmd"
+  if not fmd.sys.is_file(path) then return {} end
+  local ok, rows = pcall(require("fmd.json").read_file, path)
+  if not ok then error(("%s is not readable (%s); fix or remove it"):format(path, tostring(rows)), 0) end
+  return BonusModel.check_designs(rows, path)
 end
 
 return BonusModel
