@@ -12,8 +12,9 @@ local plot = require "fmd.plot"
 local image = require "fmd.image"
 local progress = require "fmd.progress"
 local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 
-local opts = analysis.parse(arg, {
+local opts = runs.parse(arg, {
   name = "scripts/saliency_map.lua", checkpoint = true,
   description = "Gradient saliency maps of test images (pairs figure and class means)",
   {"--pairs", type = "integer", default = 36, min = 1, help = "images in the pairs figure"},
@@ -37,7 +38,7 @@ for i = 1, #idx do
   panels[#panels + 1] = {image = maps[i], title = "saliency"}
 end
 local cols = math.min(12, 2 * #idx)
-local p1 = plot.images(analysis.figure(opts, "saliency_maps_and_images_pairs"), panels, {cols = cols,
+local p1 = plot.images(runs.output_figure(opts, "saliency_maps_and_images_pairs"), panels, {cols = cols,
   panel_size = 160, colorbar = {label = "normalised |gradient|", map = "gray"},
   title = ("Gradient saliency of %s on %s test images (image, then its map: |grad|, %s)"):format(opts.model,
     opts.dataset, clipped)})
@@ -73,7 +74,7 @@ for _, c in ipairs{1, 0} do
   mean_panels[#mean_panels + 1] = {image = image.colormap(explain.clip_percentile(mean), "jet"),
     title = ("%s images (mean of %d maps)"):format(c == 1 and "Fake" or "Real", counts[c])}
 end
-local p2 = plot.images(analysis.figure(opts, "mean_saliency_maps"), mean_panels, {cols = 2, panel_size = 320,
+local p2 = plot.images(runs.output_figure(opts, "mean_saliency_maps"), mean_panels, {cols = 2, panel_size = 320,
   colorbar = {label = "mean normalised |gradient|", map = "jet"},
   title = ("Mean gradient saliency: %s on %s test (|grad|, %s)"):format(opts.model, opts.dataset, clipped)})
 print("wrote " .. p2)

@@ -21,6 +21,26 @@ local function crc32(str)
   return c ~ 0xffffffff
 end
 local function png_chunk(kind, body) return string.pack(">I4", #body) .. kind .. body .. string.pack(">I4", crc32(kind .. body)) end
+-- a plot_accuracy_and_loss case: a one-epoch log whose lists are valid but
+-- for `fields` (JSON members that replace the valid ones)
+local function log_text(fields)
+  local lists = {}
+  for _, k in ipairs{"train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc"} do
+    if not fields:find('"' .. k .. '"', 1, true) then lists[#lists + 1] = ('"%s": [1]'):format(k) end
+  end
+  return "[{" .. fields .. ", " .. table.concat(lists, ", ") .. "}]"
+end
+local function bad_log(what, fields, expect)
+  local text = log_text(fields)
+  return {name = "plot_accuracy_and_loss: " .. what, setup = function(ctx) ctx.file("log.json", text) end,
+          run = "plot_accuracy_and_loss.lua -j log.json", expect = expect,
+          absent = {"figures/fakes_dataset_SimpleNet_losses_plot.png"}}
+end
+-- a report case: out/<file> holds `text`; the report names it, leaves it out and is written
+local function report_leaves_out(what, file, text, expect)
+  return {name = "report: " .. what .. " is named and left out (a warning)", exit = 0,
+          setup = function(ctx) ctx.file("out/" .. file, text) end, run = "report.lua --data-root {data}", expect = expect}
+end
 local function one_class_test(ctx)
   ctx.dataset("oneclass", {train = {real = 2, fake = 2}, val = {real = 1, fake = 1}, test = {real = 0, fake = 2}})
 end
@@ -202,18 +222,19 @@ return {
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "training log log.json holds no runs"},
   {name = "plot_accuracy_and_loss: a run without losses",
    setup = function(ctx) ctx.file("log.json", '[{"model": "SimpleNet"}]') end,
-   run = "plot_accuracy_and_loss.lua -j log.json", expect = "the last run has no 'train_loss' values"},
+   run = "plot_accuracy_and_loss.lua -j log.json",
+   expect = "training log log.json, last run: 'train_loss' is missing, expected a list of numbers"},
   {name = "plot_accuracy_and_loss: a log that is a folder", setup = function(ctx) ctx.mkdir("log.json") end,
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "log.json"},
   {name = "plot_accuracy_and_loss: a log that is a FIFO", setup = function(ctx) ctx.fifo("log.json") end,
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "log.json"},
-  {name = "plot_accuracy_and_loss: losses that are strings",
-   setup = function(ctx)
-     ctx.file("log.json", '[{"train_loss": ["a"], "val_loss": [1], "test_loss": [1], "train_acc": [1], "val_acc": [1], '
-       .. '"test_acc": [1]}]')
-   end,
-   run = "plot_accuracy_and_loss.lua -j log.json", expect = "the last run's 'train_loss' value 1 is 'a', expected a number",
-   absent = {"figures/fakes_dataset_SimpleNet_losses_plot.png"}},
+  bad_log("losses that are strings", '"train_loss": ["a"]',
+    "training log log.json, last run: 'train_loss' value 1 is 'a', expected a number >= 0"),
+  bad_log("an accuracy above 100 %", '"train_acc": [250]',
+    "training log log.json, last run: 'train_acc' value 1 is 250, expected a number >= 0 and <= 100"),
+  bad_log("lists of different lengths", '"train_loss": [1, 0.5], "test_loss": [1, 1], "train_acc": [1, 2], '
+    .. '"val_acc": [1, 2], "test_acc": [1, 2]', "'val_loss' is a list, expected a list of numbers of 2 values (it has 1)"),
+  bad_log("a NaN loss written as null", '"train_loss": [null]', "'train_loss' value 1 is null, expected a number >= 0"),
   {name = "train: the log path is a folder",
    setup = function(ctx) ctx.mkdir("out/synthetic_dataset_SimpleNet_SGD.json") end,
    run = "train.lua " .. SYN .. " -e 1 --workers 1",
@@ -223,6 +244,22 @@ return {
    setup = function(ctx) ctx.file("out/synthetic_dataset_SimpleNet_metrics.json", "{oops") end,
    run = "report.lua --data-root {data}",
    expect = "out/synthetic_dataset_SimpleNet_metrics.json is not readable JSON (out/synthetic_dataset_SimpleNet_metrics.json, line 1, column 3: invalid JSON"},
+  report_leaves_out("a metrics file whose AUC is not a number", "synthetic_dataset_SimpleNet_metrics.json",
+    '{"auc_a": 0.4, "auc_b": "high", "average_precision": 0.5, "eer": 0.5, "eer_threshold": 0, "accuracy": 50, '
+      .. '"confusion": {"tn": 1, "fp": 1, "fn": 1, "tp": 1}}',
+    "out/synthetic_dataset_SimpleNet_metrics.json is not usable: out/synthetic_dataset_SimpleNet_metrics.json: "
+      .. "'auc_b' is 'high', expected a number >= 0 and <= 1; left out"),
+  report_leaves_out("a training log with a negative loss", "synthetic_dataset_SimpleNet_Adam.json",
+    log_text('"train_loss": [-1]'),
+    "training log out/synthetic_dataset_SimpleNet_Adam.json, last run: 'train_loss' value 1 is -1, expected a number >= 0"),
+  {name = "train_bonus: a designs table whose row has a negative parameter count",
+   setup = function(ctx)
+     ctx.file("out/bonus_designs.json", '[{"dataset": "d", "design": "meso4", "params": -5, "macs": 1, "epochs": 1, '
+       .. '"best_epoch": 1, "val_auc": 0.5, "train_seconds": 1}]')
+   end,
+   run = "train_bonus.lua " .. SYN .. " -e 1 --workers 1",
+   expect = "out/bonus_designs.json, row 1: 'params' is -5, expected an integer >= 1",
+   absent = {"checkpoints/bonus.safetensors"}},
   {name = "train_bonus: a designs table that does not parse",
    setup = function(ctx) ctx.file("out/bonus_designs.json", "[{") end,
    run = "train_bonus.lua " .. SYN .. " -e 1 --workers 1", expect = "bonus_designs.json"},
