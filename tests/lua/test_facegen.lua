@@ -232,7 +232,7 @@ test("a tiny generated set has the course layout, counts and contents", function
     local img = fmd.load_image(root .. "/fakes_dataset/val/fake/fake_00000.png")
     expect_eq(img:size(2), S)
     local want_img = facegen.render("swap", facegen.seed(5, "fakes_dataset", "val", "fake", 0),
-                                  facegen.seed(5, "fakes_dataset", "val", "real", 0), small)
+                                    facegen.seed(5, "fakes_dataset", "val", "real", 0), small)
     expect(maxdiff(img, want_img) <= 0.5 / 255 + 1e-6, "fake file = render of its seeds")
     img = fmd.load_image(root .. "/synthetic_dataset/test/fake/fake_00000.png")
     want_img = facegen.render("gan", facegen.seed(5, "synthetic_dataset", "test", "fake", 0), nil, small)
