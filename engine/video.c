@@ -272,7 +272,12 @@ static int open_streams(fmd_video *v, int fill_info) {
         return fmd_fail("video '%s': out of memory opening the file", v->path);
     }
     v->fmt->pb = v->io;
+    /* a file never opens another: demuxers that open through the context
+     * (HLS, mov references) meet no_nested_open, those that open a context
+     * of their own (concat) inherit a protocol list that allows nothing */
     v->fmt->io_open = no_nested_open;
+    v->fmt->protocol_whitelist = av_strdup("none");
+    if (!v->fmt->protocol_whitelist) return fmd_fail("video '%s': out of memory opening the file", v->path);
     int r = avformat_open_input(&v->fmt, v->path, NULL, NULL);   /* frees fmt on failure */
     if (r < 0) {
         char w[300], head[32];

@@ -375,6 +375,16 @@ return {
   {name = "video: a path is a file name, never an FFmpeg URL", lua = function(ctx)
      return fmd.video.open("concat:" .. ctx.here .. "/tests/fixtures/videos/h264.mp4")
    end, expect = "video: cannot open concat:"},
+  {name = "video: an HLS playlist naming another file is not followed", lua = function(ctx)
+     return fmd.video.open(ctx.file("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n"
+       .. clip(ctx, "mpeg2.ts") .. "\n#EXT-X-ENDLIST\n"))
+   end, expect = "list.m3u8': not a video file FFmpeg can read"},
+  {name = "video: an ffconcat list naming a clip beside it is not followed", lua = function(ctx)
+     local f = assert(io.open(clip(ctx, "h264.mp4"), "rb"))
+     ctx.file("clip.mp4", f:read("a"))
+     f:close()
+     return fmd.video.open(ctx.file("list.ffconcat", "ffconcat version 1.0\nfile 'clip.mp4'\n"))
+   end, expect = "list.ffconcat': not a video file FFmpeg can read"},
   {name = "video: a misspelt option", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fsp = 1}) end,
    expect = "video.open: unknown option 'fsp' (fps, frames, all, threads)"},
   {name = "video: fps 0", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fps = 0}) end,

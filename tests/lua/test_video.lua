@@ -19,12 +19,7 @@ if not video.available() then
   return
 end
 
-local function write(name, bytes)
-  local f = assert(io.open(tmp .. "/" .. name, "wb"))
-  f:write(bytes)
-  f:close()
-  return tmp .. "/" .. name
-end
+local function write(name, bytes) return write_file(tmp .. "/" .. name, bytes) end
 
 -- {index, ...}, {time, ...} of a whole pass
 local function sample(name, opts)
@@ -230,6 +225,19 @@ test("bad files: each a clear error naming the file", function()
   expect_error(function() return video.open(tmp .. "/pipe.mp4") end, "is not a regular file (a pipe)")
   -- a path is a file name, never an FFmpeg URL
   expect_error(function() return video.open("concat:" .. FIX .. "h264.mp4") end, "cannot open concat:")
+end)
+
+test("a file never makes fmd open another file (HLS playlist, ffconcat list)", function()
+  local here = io.popen("pwd"):read("l")
+  -- FFmpeg would read the segment and return its frames
+  local m3u8 = write("list.m3u8", "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n"
+    .. here .. "/" .. FIX .. "mpeg2.ts\n#EXT-X-ENDLIST\n")
+  expect_error(function() return video.open(m3u8) end, "list.m3u8': not a video file FFmpeg can read")
+  -- the concat demuxer opens a context of its own (a file beside the list is "safe" to it)
+  write("clip.mp4", io.open(FIX .. "h264.mp4", "rb"):read("a"))
+  local list = write("list.ffconcat", "ffconcat version 1.0\nfile 'clip.mp4'\n")
+  expect_error(function() return video.open(list) end, "list.ffconcat': not a video file FFmpeg can read")
+  expect_eq(video.open(tmp .. "/clip.mp4").info.frames, 30)   -- the file itself reads
 end)
 
 test("bad options: clear errors", function()
