@@ -46,5 +46,6 @@ void fmd_lua_open_serialize(lua_State *L);
 void fmd_lua_open_facegen(lua_State *L);
 void fmd_lua_open_metrics(lua_State *L);
 void fmd_lua_open_json(lua_State *L);
+void fmd_lua_open_video(lua_State *L);
 
 #endif

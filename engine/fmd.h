@@ -213,6 +213,60 @@ fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name);
  * writes path.tmp then renames. */
 int fmd_image_save_png(const char *path, const fmd_tensor *img);
 
+/* ------------------------------------------------ video (engine/video.c) */
+/* What a file is, the one place that decides it: by its first bytes, and
+ * for a video container without a signature (.ts, .h264 ...) by its
+ * extension. Returns "image" (a PNG or JPEG, fmd_image_load), "video" (a
+ * container fmd_video_open tries), or NULL with the reason as the error;
+ * *format (may be NULL) gets "png", "jpeg", "mp4", "matroska", ... */
+const char *fmd_file_kind(const char *path, const char **format);
+/* the container named by the first bytes (16 suffice, 192 for MPEG-TS),
+ * or NULL; PNG and JPEG are images, not videos */
+const char *fmd_video_format(const uint8_t *buf, size_t len);
+/* 1 when fmd was built with FFmpeg's libraries (else fmd_video_open fails) */
+int fmd_video_available(void);
+
+/* Frames are sampled as a stream: decoded in order, the unsampled ones
+ * dropped, so memory does not grow with the video's length. A frame is
+ * taken for target time T when its time t >= T - half a frame; a frame
+ * serves one target at most. Times are seconds from the first frame. */
+typedef enum {
+    FMD_VIDEO_FPS,      /* targets k / fps, k = 0, 1, ... */
+    FMD_VIDEO_FRAMES,   /* targets (k + 1/2) * duration / frames, k < frames */
+    FMD_VIDEO_ALL       /* every frame */
+} fmd_video_mode;
+typedef struct fmd_video_opts {
+    fmd_video_mode mode;
+    double fps;         /* FMD_VIDEO_FPS: samples per second of video, > 0 */
+    int64_t frames;     /* FMD_VIDEO_FRAMES: at most this many, >= 1 */
+    int threads;        /* decoder threads, 0 = fmd_get_num_threads() */
+} fmd_video_opts;
+typedef struct fmd_video_info {
+    int64_t width, height;  /* of the frames returned (after rotation) */
+    double fps;             /* average frame rate, 0 when unknown */
+    double duration;        /* seconds, 0 when unknown */
+    int64_t frames;         /* the container's count, else duration * fps */
+    int64_t samples;        /* frames the sampling is expected to return */
+    int rotation;           /* 0, 90, 180, 270: degrees turned clockwise */
+    char format[32], codec[32];
+} fmd_video_info;
+typedef struct fmd_video fmd_video;
+/* Opens path (a regular file) and decodes up to its first good frame, so a
+ * file that is not a video, has no video stream or no frame fails here.
+ * NULL with "video '<path>': ..." as the error. */
+fmd_video *fmd_video_open(const char *path, const fmd_video_opts *o);
+const fmd_video_info *fmd_video_get_info(const fmd_video *v);
+/* The next sampled frame: 1 with *frame (3, H, W) in [0, 1] (a new
+ * reference), *index (0-based position in the stream) and *time (s);
+ * 0 at the end; -1 on an error (the video stays usable for close). */
+int fmd_video_next(fmd_video *v, fmd_tensor **frame, int64_t *index, double *time);
+/* back to the start (reopens the file); the skipped count restarts too */
+int fmd_video_rewind(fmd_video *v);
+/* damaged frames skipped so far: packets the decoder refused and frames it
+ * marked corrupt */
+int64_t fmd_video_skipped(const fmd_video *v);
+void fmd_video_close(fmd_video *v);   /* NULL is fine */
+
 /* --- transforms and data loader (engine/transform.c, loader.c) --- */
 /* the same with values in [0, maxval] (maxval 255 for uint8 data) */
 int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float maxval);

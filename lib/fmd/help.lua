@@ -11,7 +11,7 @@ local help = {}
 -- function they hold has a reference entry, and the REPL completes them
 -- after `fmd.` and inside require("fmd.").
 help.MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics",
-                "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs", "state_io"}
+                "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs", "state_io", "video"}
 
 local WIDTH = 80   -- help text is wrapped to this many columns
 

@@ -41,6 +41,12 @@ local function report_leaves_out(what, file, text, expect)
   return {name = "report: " .. what .. " is named and left out (a warning)", exit = 0,
           setup = function(ctx) ctx.file("out/" .. file, text) end, run = "report.lua --data-root {data}", expect = expect}
 end
+-- a committed clip of tests/fixtures/videos, and reading one to the end
+local function clip(ctx, name) return ctx.here .. "/tests/fixtures/videos/" .. name end
+local function read_video(ctx, name)
+  local v = fmd.video.open(clip(ctx, name), {all = true})
+  for _ in v:frames() do end
+end
 local function one_class_test(ctx)
   ctx.dataset("oneclass", {train = {real = 2, fake = 2}, val = {real = 1, fake = 1}, test = {real = 0, fake = 2}})
 end
@@ -375,4 +381,59 @@ return {
        {print = function() end, checkpoint_dir = ctx.path("c"), out_dir = ctx.path("o")}):run(1, {model_name = "L",
        dataset_name = "none", optimizer_name = "SGD"})
    end, expect = "the train split has no images"},
+
+  ------------------------------------------------------------ videos (fmd.video, docs/video.md)
+  -- the clips are tests/fixtures/videos (tests/fixtures/make_videos.py); a
+  -- row reads the whole video, as a caller would
+  {name = "video: a text file named .mp4", lua = function(ctx) return read_video(ctx, "notes.mp4") end,
+   expect = "notes.mp4': not a video file FFmpeg can read (Invalid data found when processing input"},
+  {name = "video: an MP4 cut short (its index says 30 frames)", lua = function(ctx) return read_video(ctx, "truncated.mp4") end,
+   expect = "truncated.mp4': truncated or damaged: its frames stop at"},
+  {name = "video: a WebM cut short (its header says 3 s)", lua = function(ctx) return read_video(ctx, "truncated.webm") end,
+   expect = "truncated.webm': truncated or damaged: its frames stop at 0.70 s (its header gives 3.00 s"},
+  {name = "video: a video stream without frames", lua = function(ctx) return read_video(ctx, "noframes.avi") end,
+   expect = "noframes.avi': the video stream has no frames"},
+  {name = "video: sound only", lua = function(ctx) return read_video(ctx, "audio.m4a") end,
+   expect = "audio.m4a': no video stream (the file holds audio aac)"},
+  {name = "video: random bytes named .webm", lua = function(ctx)
+     local bytes = {}
+     for i = 1, 4000 do bytes[i] = string.char((i * 7919 + i // 13) % 256) end
+     return fmd.video.open(ctx.file("noise.webm", table.concat(bytes)))
+   end, expect = "noise.webm': not a video file FFmpeg can read"},
+  {name = "video: a header claiming 9000 x 8000 frames is refused before decoding", lua = function(ctx)
+     return fmd.video.open(ctx.file("big.y4m", "YUV4MPEG2 W9000 H8000 F10:1 C420\nFRAME\n" .. ("x"):rep(1000)))
+   end, expect = "big.y4m': frames of 9000 x 8000 (72000000 pixels) are over the limit of 67108864 pixels"},
+  {name = "video: a missing file", lua = function(ctx) return fmd.video.open(ctx.path("nosuch.mp4")) end,
+   expect = "video: cannot open"},
+  {name = "video: an empty file", lua = function(ctx) return fmd.video.open(ctx.file("empty.mp4", "")) end,
+   expect = "empty.mp4': the file is empty"},
+  {name = "video: a folder", lua = function(ctx) return fmd.video.open(ctx.dir) end,
+   expect = "is not a regular file (a directory)"},
+  {name = "video: a FIFO named .mp4 does not block", lua = function(ctx) return fmd.video.open(ctx.fifo("pipe.mp4")) end,
+   expect = "is not a regular file (a pipe)"},
+  {name = "video: a path is a file name, never an FFmpeg URL", lua = function(ctx)
+     return fmd.video.open("concat:" .. ctx.here .. "/tests/fixtures/videos/h264.mp4")
+   end, expect = "video: cannot open concat:"},
+  {name = "video: an HLS playlist naming another file is not followed", lua = function(ctx)
+     return fmd.video.open(ctx.file("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n"
+       .. clip(ctx, "mpeg2.ts") .. "\n#EXT-X-ENDLIST\n"))
+   end, expect = "list.m3u8': not a video file FFmpeg can read"},
+  {name = "video: an ffconcat list naming a clip beside it is not followed", lua = function(ctx)
+     local f = assert(io.open(clip(ctx, "h264.mp4"), "rb"))
+     ctx.file("clip.mp4", f:read("a"))
+     f:close()
+     return fmd.video.open(ctx.file("list.ffconcat", "ffconcat version 1.0\nfile 'clip.mp4'\n"))
+   end, expect = "list.ffconcat': not a video file FFmpeg can read"},
+  {name = "video: a misspelt option", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fsp = 1}) end,
+   expect = "video.open: unknown option 'fsp' (fps, frames, all, threads)"},
+  {name = "video: fps 0", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fps = 0}) end,
+   expect = "video.open: fps must be a positive number, got 0"},
+  {name = "video: fps and frames together", lua = function(ctx)
+     return fmd.video.open(clip(ctx, "h264.mp4"), {fps = 1, frames = 4})
+   end, expect = "video.open: give one of fps, frames and all"},
+  {name = "video: frames of a closed video", lua = function(ctx)
+     local v = fmd.video.open(clip(ctx, "h264.mp4"))
+     v:close()
+     for _ in v:frames() do end
+   end, expect = "video was closed"},
 }
