@@ -22,7 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* ---------------------------------------------------------- file kind */
 
