@@ -325,6 +325,10 @@ const char *fmd_image_format(const uint8_t *buf, size_t len);
  * quantizes to 8 bits and uses PIL's fixed-point math, matching PIL's
  * im.resize(size, BILINEAR) on uint8 images exactly. Same size = copy. */
 fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8);
+/* resize_tf: bilinear as TensorFlow's resize_bilinear (align_corners and
+ * half_pixel_centers false; what face-api.js uses): source = dest * in/out,
+ * no antialiasing. Same size = copy. */
+fmd_tensor *fmd_image_resize_tf(fmd_tensor *img, int64_t oh, int64_t ow);
 /* out[c,y,x] = img[c, y+top, x+left], fill outside the image: pad + crop */
 fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow, float fill);
 fmd_tensor *fmd_image_hflip(fmd_tensor *img);
