@@ -46,6 +46,13 @@ static int l_image_resize(lua_State *L) {
     return push_or_raise(L, fmd_image_resize(t, h, w, lua_toboolean(L, 4)));
 }
 
+/* image_resize_tf(img, h, w): TensorFlow's resize_bilinear (fmd.detect) */
+static int l_image_resize_tf(lua_State *L) {
+    fmd_tensor *t = fmd_lua_check_tensor(L, 1);
+    lua_Integer h = luaL_checkinteger(L, 2), w = luaL_checkinteger(L, 3);
+    return push_or_raise(L, fmd_image_resize_tf(t, h, w));
+}
+
 /* image_crop(img, top, left, h, w [, fill = 0]): 1-based top/left of the
  * window; rows/columns outside the image (top < 1 ...) are fill */
 static int l_image_crop(lua_State *L) {
@@ -457,7 +464,7 @@ void fmd_lua_open_image(lua_State *L) {
 
     static const luaL_Reg fns[] = {
         {"load_image", l_load_image}, {"decode_image", l_decode_image}, {"save_image", l_save_image},
-        {"image_resize", l_image_resize}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
+        {"image_resize", l_image_resize}, {"image_resize_tf", l_image_resize_tf}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
         {"image_normalize", l_image_normalize}, {"Rng", l_rng_new}, {"transform_apply", l_transform_apply},
         {"sample_seed", l_sample_seed}, {"loader_order", l_loader_order}, {"stack_batch", l_stack_batch},
         {"Loader", l_loader_new}, {"image_format", l_image_format}, {NULL, NULL}};

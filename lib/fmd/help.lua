@@ -11,7 +11,8 @@ local help = {}
 -- function they hold has a reference entry, and the REPL completes them
 -- after `fmd.` and inside require("fmd.").
 help.MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics",
-                "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs", "state_io", "video"}
+                "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs",
+                "state_io", "video", "tfjs", "detect"}
 
 local WIDTH = 80   -- help text is wrapped to this many columns
 
