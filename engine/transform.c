@@ -186,18 +186,24 @@ static void resample_f32(const float *src, int64_t h, int64_t w, float *tmp, flo
     }
 }
 
+/* the contiguous (C,H,W) source of a resize to oh x ow, or an error naming op */
+static fmd_tensor *resize_input(const char *op, fmd_tensor *img, int64_t oh, int64_t ow) {
+    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
+        return fmd_fail_null("%s: output size %lld x %lld must be in 1..65535", op, (long long)oh, (long long)ow);
+    fmd_tensor *x = chw_input(op, img);
+    if (x && (x->shape[1] == 0 || x->shape[2] == 0)) {
+        fmd_fail("%s: cannot resize an empty %lld x %lld image", op, (long long)x->shape[1], (long long)x->shape[2]);
+        fmd_release(x);
+        return NULL;
+    }
+    return x;
+}
+
 // img is (C,H,W); returns (C,oh,ow)
 fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) {
-    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
-        return fmd_fail_null("resize: output size %lld x %lld must be in 1..65535",
-                             (long long)oh, (long long)ow);
-    fmd_tensor *x = chw_input("resize", img);
+    fmd_tensor *x = resize_input("resize", img, oh, ow);
     if (!x) return NULL;
     int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
-    if (h == 0 || w == 0) {
-        fmd_release(x);
-        return fmd_fail_null("resize: cannot resize an empty %lld x %lld image", (long long)h, (long long)w);
-    }
     fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
     if (out && oh == h && ow == w) {   /* a copy, like PIL: no 8-bit rounding */
         memcpy(fmd_data(out), fmd_data(x), sizeof(float) * (size_t)(C * h * w));
@@ -307,15 +313,9 @@ static fmd_tensor *crop_flip_norm(const char *op, fmd_tensor *img, int64_t top, 
  * skips pixels. fmd.detect needs it to see what the detector was trained on. */
 // img is (C,H,W); returns (C,oh,ow)
 fmd_tensor *fmd_image_resize_tf(fmd_tensor *img, int64_t oh, int64_t ow) {
-    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
-        return fmd_fail_null("resize_tf: output size %lld x %lld must be in 1..65535", (long long)oh, (long long)ow);
-    fmd_tensor *x = chw_input("resize_tf", img);
+    fmd_tensor *x = resize_input("resize_tf", img, oh, ow);
     if (!x) return NULL;
     int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
-    if (h == 0 || w == 0) {
-        fmd_release(x);
-        return fmd_fail_null("resize_tf: cannot resize an empty %lld x %lld image", (long long)h, (long long)w);
-    }
     fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
     int64_t *x0 = malloc(sizeof(int64_t) * 2 * (size_t)ow);
     double *fx = malloc(sizeof(double) * (size_t)ow);

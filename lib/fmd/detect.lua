@@ -108,7 +108,8 @@ end
 local function js_round(v) return math.floor(v + 0.5) end
 local function sigmoid(v) return 1 / (1 + math.exp(-v)) end
 
-local function iou_of(a, b)
+-- intersection over union of two {x, y, w, h} boxes
+function detect.iou(a, b)
   local w = math.max(0, math.min(a.x + a.w, b.x + b.w) - math.max(a.x, b.x))
   local h = math.max(0, math.min(a.y + a.h, b.y + b.h) - math.max(a.y, b.y))
   local inter = w * h
@@ -131,7 +132,7 @@ function detect.nms(boxes, iou)
       kept[#kept + 1] = boxes[i]
       for l = k + 1, #order do
         local j = order[l]
-        if not gone[j] and iou_of(boxes[i], boxes[j]) > iou then gone[j] = true end
+        if not gone[j] and detect.iou(boxes[i], boxes[j]) > iou then gone[j] = true end
       end
     end
   end
@@ -173,13 +174,34 @@ function detect.decode(out, H, W, opts)
   return detect.nms(candidates(out, H, W, o, {}), o.iou)
 end
 
+-- boxes of an image and boxes of its mirror image (in the mirror's
+-- pixels, width W): each box's score becomes the mean of its own and that
+-- of the mirror's box that best matches it (IoU >= 0.5 once mirrored back;
+-- 0 when none). A face scores alike both ways round; many textures the
+-- detector takes for faces do not.
+function detect.merge_flip(boxes, mirrored, W)
+  local back = {}
+  for i, b in ipairs(mirrored) do back[i] = {x = W - b.x - b.w, y = b.y, w = b.w, h = b.h, score = b.score} end
+  local out = {}
+  for i, b in ipairs(boxes) do
+    local best, m = 0.5, 0
+    for _, f in ipairs(back) do
+      local v = detect.iou(b, f)
+      if v >= best then best, m = v, f.score end
+    end
+    out[i] = {x = b.x, y = b.y, w = b.w, h = b.h, score = (b.score + m) / 2}
+  end
+  return out
+end
+
 -- detect.faces(image, opts) -> boxes; detect.faces({image, ...}, opts) ->
 -- a list of boxes per image. image: a (3,H,W) tensor in [0, 1] or a path.
 -- opts: size (multiple of 32, default 416), score_threshold (0.5), iou
 -- (0.4), batch_size (8 images per forward pass), model (another detector),
 -- sizes (a list of sizes instead of size: the boxes of every size go
 -- through one NMS, so small faces are found at a large size and large ones
--- at a small size; docs/detect.md measures {416, 1024} on big scenes)
+-- at a small size), flip (also run the mirror image; scores are then
+-- detect.merge_flip's means). docs/detect.md measures these on big scenes.
 function detect.faces(images, opts)
   local o = check_opts(opts, "detect.faces")
   local single = type(images) == "string" or fmd.is_tensor(images)
@@ -187,31 +209,41 @@ function detect.faces(images, opts)
   elseif type(images) ~= "table" then
     error(("detect.faces: expected an image (tensor or path) or a list of them, got %s"):format(type(images)), 2)
   end
+  local flip = opts and opts.flip
+  -- a mean above the threshold needs both scores above 2 t - 1
+  local raw = {score_threshold = flip and math.max(0, 2 * o.score_threshold - 1) or o.score_threshold}
   local model
   local results = {}
   fmd.no_grad(function()
     for first = 1, #images, o.batch_size do
-      local imgs, batch, dims, labels = {}, {}, {}, {}
+      local imgs, dims = {}, {}
       for i = first, math.min(first + o.batch_size - 1, #images) do
         local img = rgb(images[i], "detect.faces")
-        imgs[#imgs + 1] = img
+        imgs[#imgs + 1] = flip and img:contiguous() or img
         dims[#dims + 1] = {img:size(2), img:size(3)}
-        batch[#batch + 1] = detect.prepare(img, o.sizes[1])
-        labels[#labels + 1] = 0
+        if flip then imgs[#imgs + 1] = C.image_hflip(imgs[#imgs]) end
       end
       model = model or o.model or detect.model()   -- after the first images are read: their errors first
-      local cand = {}
-      for k = 1, #dims do cand[k] = {} end
+      local n, cand = #dims, {}
+      for k = 1, n do cand[k] = {} end
       for _, size in ipairs(o.sizes) do
-        local x = batch
-        if size ~= o.sizes[1] then
-          x = {}
-          for k, img in ipairs(imgs) do x[k] = detect.prepare(img, size) end
-        end
+        local x, labels = {}, {}
+        for k, img in ipairs(imgs) do x[k], labels[k] = detect.prepare(img, size), 0 end
         local out = model(fmd.stack_batch(x, labels))
-        for k, d in ipairs(dims) do candidates(out[k], d[1], d[2], {size = size, score_threshold = o.score_threshold}, cand[k]) end
+        raw.size = size
+        for k, d in ipairs(dims) do
+          if flip then
+            local boxes = candidates(out[2 * k - 1], d[1], d[2], raw, {})
+            local mirrored = candidates(out[2 * k], d[1], d[2], raw, {})
+            for _, b in ipairs(detect.merge_flip(boxes, mirrored, d[2])) do
+              if b.score > o.score_threshold then table.insert(cand[k], b) end
+            end
+          else
+            candidates(out[k], d[1], d[2], raw, cand[k])
+          end
+        end
       end
-      for k in ipairs(dims) do results[first + k - 1] = detect.nms(cand[k], o.iou) end
+      for k = 1, n do results[first + k - 1] = detect.nms(cand[k], o.iou) end
     end
   end)
   return single and results[1] or results
