@@ -7,7 +7,8 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
 pkgs=(cmake make gcc pkg-config liblua5.4-dev libopenblas-dev libpng-dev
-      libjpeg62-turbo-dev libcjson-dev libreadline-dev zlib1g-dev gnuplot-nox)
+      libjpeg62-turbo-dev libcjson-dev libreadline-dev zlib1g-dev gnuplot-nox
+      libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

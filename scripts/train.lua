@@ -21,7 +21,7 @@ local opts, positional = cli.parse(arg, {
   {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
   {"--pretrained", metavar = "PATH", help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased"},
   {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
-  {"--force", type = "boolean", help = "with --resume: continue even with another --lr or -b (the new values apply)"},
+  {"--force", type = "boolean", help = "with --resume: continue even with another --lr, -b or number of processes (the new values apply)"},
 })
 
 -- mistakes that would otherwise be ignored
