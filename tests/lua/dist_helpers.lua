@@ -57,14 +57,14 @@ function H.tmpdir()
   return dir
 end
 
--- <root>/toy/{train,val,test}/{real,fake}: dark real and bright fake 32x32
--- PNGs (the course transform makes them 256x256); counts {train = {real,
--- fake}, ...}
-function H.make_set(root, counts)
+-- <root>/<name>/{train,val,test}/{real,fake}: dark real and bright fake
+-- 32x32 PNGs (the course transform makes them 256x256); counts {train =
+-- {real, fake}, ...}; name defaults to toy
+function H.make_set(root, counts, name)
   fmd.manual_seed(5)
   for _, part in ipairs{"train", "val", "test"} do
     for c, cls in ipairs{{"real", 0.2}, {"fake", 0.6}} do
-      local dir = ("%s/toy/%s/%s"):format(root, part, cls[1])
+      local dir = ("%s/%s/%s/%s"):format(root, name or "toy", part, cls[1])
       fmd.sys.mkdir(dir)
       for i = 1, counts[part][c] do
         fmd.save_image(("%s/%03d.png"):format(dir, i), fmd.rand(3, 32, 32) * 0.3 + cls[2])
