@@ -783,7 +783,7 @@ end
 -- the functions and classes of fmd and its user-facing modules, tensor
 -- methods and the methods of nn.Module and optim.Optimizer
 repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics", "explain",
-                       "plot", "image", "faces", "models", "json", "analysis", "trainer"}
+                       "plot", "image", "faces", "models", "json", "analysis", "trainer", "dist"}
 function repl.public_names()
   local out = {}
   local function walk(prefix, t, sep)
