@@ -58,6 +58,7 @@ static int launched_size(void) {
     return 0;
 }
 
+#ifdef FMD_HAVE_MPI
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -74,6 +75,7 @@ static double env_seconds(const char *name, double dflt) {
     if (errno || *end || !(x > 0) || x > 1e9) return -1;
     return x;
 }
+#endif
 
 static struct {
     int inited, finalized, rank, size, thread_level;
@@ -248,6 +250,24 @@ static int l_initialized(lua_State *L) { lua_pushboolean(L, fmd_lua_dist_active(
 static int l_rank(lua_State *L) { lua_pushinteger(L, D.rank); return 1; }
 static int l_size(lua_State *L) { lua_pushinteger(L, D.size); return 1; }
 
+/* the op at idx (default "sum"); "mean" is a sum divided by the size */
+enum { OP_SUM, OP_MEAN, OP_MAX, OP_MIN };
+static int check_op(lua_State *L, int idx, const char *fn) {
+    static const char *names[] = {"sum", "mean", "max", "min", NULL};
+    const char *op = luaL_optstring(L, idx, "sum");
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(op, names[i])) return i;
+    return luaL_error(L, "dist.%s: op must be \"sum\", \"mean\", \"max\" or \"min\", got \"%s\"", fn, op);
+}
+
+/* a 0-based rank at idx (default 0); -1 (every rank) when allow_all */
+static int check_root(lua_State *L, int idx, const char *fn, int allow_all) {
+    lua_Integer r = luaL_optinteger(L, idx, 0);
+    if (r < (allow_all ? -1 : 0) || r >= D.size)
+        luaL_error(L, "dist.%s: root must be a rank in 0..%d, got %d", fn, D.size - 1, (int)r);
+    return (int)r;
+}
+
 #ifdef FMD_HAVE_MPI
 /* MPI's result of the collective `fn` (already disarmed): a Lua error if it failed */
 static void check(lua_State *L, const char *fn, int rc) {
@@ -258,14 +278,7 @@ static void check(lua_State *L, const char *fn, int rc) {
     luaL_error(L, "dist.%s: MPI error: %s", fn, s);
 }
 
-static MPI_Op check_op(lua_State *L, int idx, const char *fn) {
-    const char *op = luaL_optstring(L, idx, "sum");
-    if (!strcmp(op, "sum")) return MPI_SUM;
-    if (!strcmp(op, "max")) return MPI_MAX;
-    if (!strcmp(op, "min")) return MPI_MIN;
-    luaL_error(L, "dist.%s: op must be \"sum\", \"mean\", \"max\" or \"min\", got \"%s\"", fn, op);
-    return MPI_SUM;
-}
+static MPI_Op mpi_op(int op) { return op == OP_MAX ? MPI_MAX : op == OP_MIN ? MPI_MIN : MPI_SUM; }
 
 /* MPI counts are int: big arrays go in chunks */
 #define CHUNK ((int64_t)1 << 30)
@@ -292,31 +305,25 @@ static int bcast_floats(const char *fn, float *p, int64_t n, int root) {
     return rc;
 }
 
-static int check_root(lua_State *L, int idx, const char *fn, int allow_all) {
-    lua_Integer r = luaL_optinteger(L, idx, 0);
-    if (r < (allow_all ? -1 : 0) || r >= D.size)
-        luaL_error(L, "dist.%s: root must be a rank in 0..%d, got %d", fn, D.size - 1, (int)r);
-    return (int)r;
-}
 #endif
+
 
 /* alone (not initialised) a collective is the identity: arguments are
  * still checked, so a mistake shows without mpirun too */
 static int l_allreduce(lua_State *L) {
     fmd_tensor *t = fmd_lua_check_tensor(L, 1);
-#ifdef FMD_HAVE_MPI
-    int mean = lua_isstring(L, 2) && !strcmp(lua_tostring(L, 2), "mean");
-    MPI_Op op = mean ? MPI_SUM : check_op(L, 2, "allreduce");
+    int op = check_op(L, 2, "allreduce");
     if (!fmd_is_contiguous(t)) return luaL_error(L, "dist.allreduce: the tensor must be contiguous (use :contiguous())");
+#ifdef FMD_HAVE_MPI
     if (fmd_lua_dist_active()) {
         float *p = fmd_data(t);
         int64_t n = fmd_numel(t);
-        check(L, "allreduce", allreduce_floats("allreduce", p, n, op));
-        if (mean)
+        check(L, "allreduce", allreduce_floats("allreduce", p, n, mpi_op(op)));
+        if (op == OP_MEAN)
             for (int64_t i = 0; i < n; i++) p[i] /= (float)D.size;
     }
 #else
-    (void)t;
+    (void)op;
 #endif
     lua_settop(L, 1);
     return 1;
@@ -324,12 +331,12 @@ static int l_allreduce(lua_State *L) {
 
 static int l_broadcast(lua_State *L) {
     fmd_tensor *t = fmd_lua_check_tensor(L, 1);
-#ifdef FMD_HAVE_MPI
     int root = check_root(L, 2, "broadcast", 0);
     if (!fmd_is_contiguous(t)) return luaL_error(L, "dist.broadcast: the tensor must be contiguous (use :contiguous())");
+#ifdef FMD_HAVE_MPI
     if (fmd_lua_dist_active()) check(L, "broadcast", bcast_floats("broadcast", fmd_data(t), fmd_numel(t), root));
 #else
-    (void)t;
+    (void)root;
 #endif
     lua_settop(L, 1);
     return 1;
@@ -398,25 +405,22 @@ static fmd_tensor **list_of(lua_State *L, int idx, const char *fn, int grads, in
 }
 #endif
 
-static int l_allreduce_list(lua_State *L) {
+/* allreduce_list(ts, scale) or, grads = 1, allreduce_grads(params, scale) */
+static int allreduce_tensors(lua_State *L, int grads) {
 #ifdef FMD_HAVE_MPI
     if (!fmd_lua_dist_active()) return 0;
+    const char *fn = grads ? "allreduce_grads" : "allreduce_list";
     int n;
-    fmd_tensor **ts = list_of(L, 1, "allreduce_list", 0, &n);
-    list_collective(L, "allreduce_list", ts, n, 0, (float)luaL_optnumber(L, 2, 1), 0);
+    fmd_tensor **ts = list_of(L, 1, fn, grads, &n);
+    list_collective(L, fn, ts, n, 0, (float)luaL_optnumber(L, 2, 1), 0);
+#else
+    (void)L, (void)grads;
 #endif
     return 0;
 }
 
-static int l_allreduce_grads(lua_State *L) {
-#ifdef FMD_HAVE_MPI
-    if (!fmd_lua_dist_active()) return 0;
-    int n;
-    fmd_tensor **ts = list_of(L, 1, "allreduce_grads", 1, &n);
-    list_collective(L, "allreduce_grads", ts, n, 0, (float)luaL_optnumber(L, 2, 1), 0);
-#endif
-    return 0;
-}
+static int l_allreduce_list(lua_State *L) { return allreduce_tensors(L, 0); }
+static int l_allreduce_grads(lua_State *L) { return allreduce_tensors(L, 1); }
 
 static int l_broadcast_list(lua_State *L) {
 #ifdef FMD_HAVE_MPI
@@ -450,18 +454,19 @@ static double *numbers_of(lua_State *L, int idx, const char *fn, int64_t *n, uns
 static int l_allreduce_numbers(lua_State *L) {
     int64_t n;
     double *v = numbers_of(L, 1, "allreduce_numbers", &n, NULL);
+    int op = check_op(L, 2, "allreduce_numbers");
 #ifdef FMD_HAVE_MPI
     if (fmd_lua_dist_active()) {
-        int mean = lua_isstring(L, 2) && !strcmp(lua_tostring(L, 2), "mean");
-        MPI_Op op = mean ? MPI_SUM : check_op(L, 2, "allreduce_numbers");
         if (n > INT_MAX) return luaL_error(L, "dist.allreduce_numbers: too many numbers");
         wd_arm("allreduce_numbers");
-        int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, op, MPI_COMM_WORLD);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, mpi_op(op), MPI_COMM_WORLD);
         wd_disarm();
         check(L, "allreduce_numbers", rc);
-        if (mean)
+        if (op == OP_MEAN)
             for (int64_t i = 0; i < n; i++) v[i] /= D.size;
     }
+#else
+    (void)op;
 #endif
     lua_createtable(L, (int)n, 0);
     for (int64_t i = 0; i < n; i++) {

@@ -217,23 +217,26 @@ test("a rank killed with SIGKILL ends the job within seconds; the checkpoints st
   end
 end)
 
-test("an error on one rank ends the job at once with 'rank R: <error>'", function()
-  local dir = folder("error")
+-- a 2-rank training whose rank 1 fails at its second step (FAIL_MODE);
+-- it must end, non-zero, within 20 s. Returns its output and folder.
+local function failing_run(mode, env)
+  local dir = folder(mode)
   local out, code, secs = H.mpirun(2, ("scripts/train.lua %s -d toy -m Failing -b 16 -e 1"):format(COMMON),
-    {cwd = dir, env = "FAIL_MODE=error"})
+    {cwd = dir, env = "FAIL_MODE=" .. mode .. " " .. (env or "")})
   expect(code ~= 0, out)
-  expect(out:find("fmd: rank 1: rank one's model failed on purpose", 1, true), out)
   expect(secs < 20, ("took %.1f s"):format(secs))
+  return out, dir
+end
+
+test("an error on one rank ends the job at once with 'rank R: <error>'", function()
+  local out = failing_run("error")
+  expect(out:find("fmd: rank 1: rank one's model failed on purpose", 1, true), out)
   expect(not out:find("traceback", 1, true), out)
 end)
 
 test("a rank that hangs: the others' watchdog ends the job after FMD_DIST_TIMEOUT", function()
-  local dir = folder("hang")
-  local out, code, secs = H.mpirun(2, ("scripts/train.lua %s -d toy -m Failing -b 16 -e 1"):format(COMMON),
-    {cwd = dir, env = "FAIL_MODE=hang FMD_DIST_TIMEOUT=2"})
-  expect(code ~= 0, out)
+  local out, dir = failing_run("hang", "FMD_DIST_TIMEOUT=2")
   expect(out:find("fmd: rank 0: dist%.[%w_]+ did not complete within 2 s %(FMD_DIST_TIMEOUT%)"), out)
-  expect(secs < 20, ("took %.1f s"):format(secs))
   local pid = H.read(dir .. "/pid.1")
   expect(wait_for(function() return not os.execute("kill -0 " .. pid .. " 2>/dev/null") end, 10),
     "the hanging rank still runs 10 s after the job ended")
