@@ -10,7 +10,8 @@
 -- the measured one. Prints a markdown row: images per second (of all
 -- ranks), seconds per step, the allreduce time per step (mean over ranks;
 -- it includes waiting for the slowest rank) and its share of the step,
--- the bytes each rank sends into the allreduce per step. A 1-rank run also
+-- the bytes each rank sends into the allreduce per step, and one allreduce
+-- of that size timed on its own after a barrier. A 1-rank run also
 -- prints the projection for 8 and 64 nodes from these numbers.
 local fmd = require "fmd"
 local cli = require "fmd.cli"
@@ -66,12 +67,27 @@ local secs, ar, bytes = epoch()
 
 local step = secs / opts.steps
 local ar_step, bytes_step = ar / opts.steps, bytes / opts.steps
-if opts.header and dist.is_root() then
-  print("| model | ranks | batch per rank | global batch | images/s | s per step | allreduce ms per step | allreduce share | MB per step per rank |")
-  print("|---|---|---|---|---|---|---|---|---|")
+-- the transfer alone: one allreduce of the gradients' size right after a
+-- barrier, so no rank waits for another's compute (best of 3)
+local alone = 0
+if N > 1 then
+  local grads = {}
+  for _, p in ipairs(model:parameters()) do grads[#grads + 1] = fmd.zeros(p:size()) end
+  alone = math.huge
+  for _ = 1, 3 do
+    dist.barrier()
+    local t0 = fmd.sys.now()
+    require("fmd.core")._dist.allreduce_list(grads, 1 / N)
+    alone = math.min(alone, require("fmd.core")._dist.allreduce_numbers({fmd.sys.now() - t0}, "max")[1])
+  end
 end
-print(("| %s | %d | %d | %d | %.1f | %.3f | %.1f | %.1f%% | %.1f |"):format(opts.model, N, b, b * N, need / secs, step,
-  1000 * ar_step, 100 * ar_step / step, bytes_step / 2 ^ 20))
+if opts.header and dist.is_root() then
+  print("| model | ranks | batch per rank | global batch | images/s | s per step | allreduce ms per step | allreduce share "
+    .. "| MB per step per rank | allreduce alone ms |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+end
+print(("| %s | %d | %d | %d | %.1f | %.3f | %.1f | %.1f%% | %.1f | %.1f |"):format(opts.model, N, b, b * N, need / secs,
+  step, 1000 * ar_step, 100 * ar_step / step, bytes_step / 2 ^ 20, 1000 * alone))
 
 -- on paper: N nodes of this machine's 1-rank speed, ring allreduce of the
 -- measured message (2 (N - 1) / N x bytes over the link, plus a latency of
