@@ -1,4 +1,4 @@
-/* lua_conv.c - raw bindings of convolution and pooling (engine/nn_conv.c,
+/* lua_conv.c - raw bindings of convolution and pooling (engine/nn_conv*.c,
  * engine/nn_pool.c). Every size is a plain integer here; the friendly API
  * (numbers or pairs, defaults) is fmd.nn.functional, written on top of
  * these exact names:

@@ -394,7 +394,7 @@ static fmd_tensor **list_of(lua_State *L, int idx, const char *fn, int grads, in
             if (!t->requires_grad) continue;
             /* a rank without a batch this step (or a parameter the forward
                pass did not use) takes part with zeros */
-            if (!t->grad && !(t->grad = fmd_zeros_like(t))) fmd_lua_error(L);
+            if (!t->grad && !(t->grad = fmd_zeros(t->ndim, t->shape))) fmd_lua_error(L);
             t = t->grad;
         }
         if (!fmd_is_contiguous(t)) luaL_error(L, "dist.%s: tensor %d is not contiguous", fn, i);

@@ -449,11 +449,6 @@ static int l_loader_skipped(lua_State *L) {
     return 2;
 }
 
-static int l_loader_num_batches(lua_State *L) {
-    lua_pushinteger(L, fmd_loader_num_batches(*check_loader(L, 1)));
-    return 1;
-}
-
 static int l_loader_gc(lua_State *L) {
     fmd_loader **p = luaL_checkudata(L, 1, FMD_LOADER_MT);
     fmd_loader_free(*p);
@@ -471,7 +466,7 @@ void fmd_lua_open_image(lua_State *L) {
 
     static const luaL_Reg loader_methods[] = {
         {"start", l_loader_start}, {"next", l_loader_next}, {"stop", l_loader_stop},
-        {"num_batches", l_loader_num_batches}, {"skipped", l_loader_skipped}, {"free", l_loader_gc},
+        {"skipped", l_loader_skipped}, {"free", l_loader_gc},
         {NULL, NULL}};
     luaL_newmetatable(L, FMD_LOADER_MT);
     luaL_newlib(L, loader_methods);

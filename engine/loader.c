@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 typedef struct {
     int64_t batch;          /* batch index this slot is filling */
@@ -53,8 +53,6 @@ struct fmd_loader {
     int64_t nskipped;          /* skip_bad: samples skipped this epoch */
     char skipped[4096];        /* messages not yet reported, one per line */
 };
-
-int64_t fmd_loader_num_batches(const fmd_loader *l) { return l->nbatches; }
 
 int64_t fmd_loader_shard(int64_t *order, int64_t n, int64_t batch_size, int drop_last, int count, int rank) {
     int64_t g;   /* global batch */

@@ -15,7 +15,7 @@
 
 #include <jpeglib.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* contiguous (C,H,W) source or an error naming the op */
 static fmd_tensor *chw_input(const char *op, fmd_tensor *img) {

@@ -8,6 +8,7 @@ cd "$top"
 
 pkgs=(cmake make gcc pkg-config liblua5.4-dev libopenblas-dev libpng-dev
       libjpeg62-turbo-dev libcjson-dev libreadline-dev zlib1g-dev gnuplot-nox
+      libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
       libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -15,13 +15,12 @@ local progress = require "fmd.progress"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
 local dist = require "fmd.dist"
+local runs = require "fmd.runs"
 
 local NAME = "scripts/predict.lua"
-local opts, paths = cli.parse(arg, {
+local opts, paths = cli.parse(arg, runs.flags({
   name = NAME .. " PATH...",
   description = "P(fake) of every image in PATH (files, or folders searched recursively for PNG and JPEG)",
-  {"--model", "-m", default = "SimpleNet", metavar = "NAME", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
-  {"--checkpoint_path", "-cpp", metavar = "PATH", help = "checkpoint written by scripts/train.lua (required)"},
   {"--threshold", type = "number", default = 0.5, help = "label fake when P(fake) > threshold"},
   {"--out", metavar = "FILE", help = "also write the table to FILE (.csv or .json)"},
   {"--cam", metavar = "DIR", help = "write an attribution overlay per image to DIR"},
@@ -29,10 +28,9 @@ local opts, paths = cli.parse(arg, {
   {"--layer", default = "conv3", metavar = "NAME", help = "layer of the CAM methods"},
   {"--target", default = "pred", choices = {"pred", "fake", "real"}, help = "class explained by --cam"},
   {"--force", type = "boolean", help = "replace an existing --out file or overlays"},
-  {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "images per forward pass"},
-  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-})
+}, {"model", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
+   {"checkpoint", help = "checkpoint written by scripts/train.lua (required)"},
+   {"batch_size", help = "images per forward pass"}, "workers", "threads"))
 
 local function die(msg) error(("predict: %s"):format(msg), 0) end
 
@@ -60,7 +58,7 @@ if opts.cam then
   end
   if fmd.sys.is_file(opts.cam) then die(("--cam %s is a file, expected a folder"):format(opts.cam)) end
 end
-if opts.threads then fmd.set_num_threads(opts.threads) end
+runs.apply_common(opts)
 
 ---------------------------------------------------------------- the files
 
@@ -136,7 +134,7 @@ local function write_overlays(batch_files, images)
   local image = require "fmd.image"
   local target = opts.target == "pred" and "pred" or (opts.target == "fake" and 1 or 0)
   local maps = method(model, images, target, {layer = opts.layer})
-  maps = explain.normalize(maps)
+  maps = explain.clip_percentile(maps)
   for i, f in ipairs(batch_files) do
     local shown = analysis.denormalize(images[i])
     local over = image.blend(image.colormap(maps[i], "jet"), shown, 0.5)

@@ -3,26 +3,22 @@
 local fmd = require "fmd"
 local cli = require "fmd.cli"
 local models = require "fmd.models"
+local runs = require "fmd.runs"
 
-local opts, positional = cli.parse(arg, {
+local opts, positional = cli.parse(arg, runs.flags({
   name = "scripts/train.lua",
   description = "Train a model on <data-root>/<dataset>/{train,val,test}/{real,fake}; log to out/, checkpoints to checkpoints/.",
   {"--lr", type = "number", default = 0.001, help = "learning rate"},
   {"--momentum", type = "number", default = 0.9, help = "SGD momentum"},
-  {"--batch_size", "-b", type = "integer", default = 128, min = 1, help = "batch size"},
   {"--epochs", "-e", type = "integer", default = 2, min = 1, help = "number of epochs"},
-  {"--model", "-m", default = "SimpleNet", choices = models.names(), help = "model name"},
   {"--optimizer", "-o", default = "SGD", choices = {"SGD", "Adam"}, help = "optimizer"},
-  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME",
-   help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
-  {"--seed", type = "integer", default = 0, help = "random seed (weights, shuffling, augmentation)"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
-  {"--pretrained", metavar = "PATH", help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased"},
+  {"--pretrained", metavar = "PATH",
+   help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased (default: fmd.weights finds them)"},
   {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
   {"--force", type = "boolean", help = "with --resume: continue even with another --lr, -b or number of processes (the new values apply)"},
-})
+}, {"batch_size", default = 128}, {"model", choices = models.names()},
+   {"dataset", help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
+   "data_root", {"seed", help = "random seed (weights, shuffling, augmentation)"}, "threads", "workers"))
 
 -- mistakes that would otherwise be ignored
 local function usage_error(msg) error(msg .. "\n(see --help)", 0) end
@@ -33,8 +29,7 @@ end
 if opts.force and not opts.resume then usage_error("--force only applies to --resume") end
 if #positional > 0 then usage_error(("unexpected argument '%s' (flags start with -)"):format(positional[1])) end
 
-if opts.threads then fmd.set_num_threads(opts.threads) end
-fmd.manual_seed(opts.seed)
+runs.apply_common(opts)
 
 local data = require "fmd.data"
 local nn = require "fmd.nn"
@@ -61,13 +56,14 @@ end
 
 local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, test_ds,
   {num_workers = opts.workers, seed = opts.seed})
+-- init: the weights file the model started from (fmd.weights found it, or
+-- --pretrained), recorded in the log and checkpoint for the report
 local run = {model_name = opts.model, dataset_name = opts.dataset, optimizer_name = opts.optimizer,
-             optimizer_params = params, force = opts.force}
+             optimizer_params = params, force = opts.force, init = model.init_weights or "random"}
 if opts.resume then trainer:resume(run) end
 local log = trainer:run(opts.epochs, run)
 
 -- summary: the epoch whose checkpoint is kept (best validation accuracy)
-local best = 1
-for i, v in ipairs(log.val_acc) do if v > log.val_acc[best] then best = i end end
-print(("best epoch %d: val acc %.2f%%, test acc %.2f%%, test AUC %.4f (checkpoints/%s_%s_%s.safetensors)")
-  :format(best, log.val_acc[best], log.test_acc[best], log.test_auc[best], opts.dataset, opts.model, opts.optimizer))
+local best = Trainer.best_epoch(log)
+print(("best epoch %d: val acc %.2f%%, test acc %.2f%%, test AUC %.4f (%s)"):format(best, log.val_acc[best],
+  log.test_acc[best], log.test_auc[best], runs.checkpoint(opts.dataset, opts.model, opts.optimizer)))
