@@ -106,6 +106,7 @@ int luaopen_fmd_core(lua_State *L) {
     fmd_lua_open_metrics(L);
     fmd_lua_open_json(L);
     fmd_lua_open_video(L);
+    fmd_lua_open_dist(L);
     lua_pushstring(L, FMD_VERSION);
     lua_setfield(L, -2, "version");
     return 1;

@@ -245,7 +245,25 @@ static int l_sample_seed(lua_State *L) {
     return 1;
 }
 
-/* loader_order(n, shuffle, seed, epoch) -> array of 1-based indices */
+/* data-parallel shard {batch_size, drop_last, count, rank} at t (a table or
+ * nil: *count = 0) */
+static void check_shard(lua_State *L, int t, int64_t *bs, int *drop_last, int *count, int *rank) {
+    *count = 0;
+    if (lua_isnoneornil(L, t)) return;
+    luaL_checktype(L, t, LUA_TTABLE);
+    *bs = field_int(L, t, "batch_size", 1);
+    *count = (int)field_int(L, t, "count", 1);
+    *rank = (int)field_int(L, t, "rank", 0);
+    lua_getfield(L, t, "drop_last");
+    *drop_last = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (*bs < 1 || *count < 1 || *rank < 0 || *rank >= *count)
+        luaL_error(L, "loader shard: needs batch_size >= 1 and rank in 0..count-1");
+}
+
+/* loader_order(n, shuffle, seed, epoch [, shard]) -> array of 1-based
+ * indices; with shard = {batch_size, drop_last, count, rank} only that
+ * rank's part (fmd_loader_shard) */
 static int l_loader_order(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     /* a Lua table holds at most 2^31 - 1 items; checked before malloc */
@@ -253,10 +271,14 @@ static int l_loader_order(lua_State *L) {
     /* every argument is read (and may raise) before the malloc */
     uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 0);
     lua_Integer epoch = luaL_optinteger(L, 4, 0);
+    int64_t bs = 1;
+    int drop_last = 0, count, rank = 0;
+    check_shard(L, 5, &bs, &drop_last, &count, &rank);
     lua_createtable(L, (int)n, 0);
     int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!ord) return luaL_error(L, "loader_order: out of memory");
     fmd_loader_order(n, lua_toboolean(L, 2), seed, epoch, ord);
+    if (count > 1) n = fmd_loader_shard(ord, n, bs, drop_last, count, rank);
     for (lua_Integer i = 0; i < n; i++) {
         lua_pushinteger(L, ord[i] + 1);
         lua_rawseti(L, -2, i + 1);
@@ -346,7 +368,7 @@ static fmd_loader **check_loader(lua_State *L, int idx) {
 }
 
 /* Loader(paths, labels, ops, {batch_size, shuffle, drop_last, num_workers,
- * prefetch, seed}) */
+ * prefetch, seed, skip_bad, shard_count, shard_rank}) */
 static int l_loader_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -358,6 +380,8 @@ static int l_loader_new(lua_State *L) {
     o.num_workers = (int)field_int(L, 4, "num_workers", 0);
     o.prefetch = (int)field_int(L, 4, "prefetch", 0);
     o.seed = (uint64_t)field_int(L, 4, "seed", 0);
+    o.shard_count = (int)field_int(L, 4, "shard_count", 0);
+    o.shard_rank = (int)field_int(L, 4, "shard_rank", 0);
     lua_getfield(L, 4, "shuffle");
     o.shuffle = lua_toboolean(L, -1);
     lua_getfield(L, 4, "drop_last");

@@ -336,7 +336,17 @@ typedef struct fmd_loader_opts {
     int skip_bad;        /* 1: an image that cannot be read or decoded is left out of its
                           * batch (the batch is smaller; a batch of only bad images is
                           * skipped) and reported by fmd_loader_skipped, not an error */
+    int shard_count;     /* > 1: data-parallel, read only part shard_rank (0-based) of */
+    int shard_rank;      /* each epoch's order: see fmd_loader_shard */
 } fmd_loader_opts;
+/* Data-parallel sharding of an epoch's order (lib/fmd/dist.lua): the order
+ * is cut into global batches of batch_size * count samples and rank takes
+ * its contiguous part of each, batch_size samples of a full one and, of a
+ * last one of m samples (none with drop_last), m / count, one more for the
+ * first m % count ranks. So every sample goes to one rank, and the rank's
+ * k-th batch is its part of global batch k. order (n) is compacted in place
+ * to the rank's part, whose length is returned; order NULL only counts. */
+int64_t fmd_loader_shard(int64_t *order, int64_t n, int64_t batch_size, int drop_last, int count, int rank);
 /* copies paths, labels and tf */
 fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *labels,
                            const fmd_transform *tf, const fmd_loader_opts *opts);

@@ -16,6 +16,7 @@ local data = require "fmd.data"
 local json = require "fmd.json"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
+local dist = require "fmd.dist"
 local runs = require "fmd.runs"
 
 local opts, positional = cli.parse(arg, runs.flags({
@@ -58,6 +59,7 @@ for i, set in ipairs(sets) do
                 eer_threshold = ev.eer_threshold, accuracy = ev.accuracy, confusion = ev.confusion}
   rows[i] = ev
 end
+if not dist.is_root() then return end   -- under mpirun: rank 0 reports and writes
 
 print(("%s (%s) on %d data set%s:"):format(opts.model, opts.checkpoint_path, #sets, #sets == 1 and "" or "s"))
 local w = 8

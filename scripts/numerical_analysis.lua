@@ -8,6 +8,7 @@ local json = require "fmd.json"
 local metrics = require "fmd.metrics"
 local plot = require "fmd.plot"
 local analysis = require "fmd.analysis"
+local dist = require "fmd.dist"
 local runs = require "fmd.runs"
 
 local opts = runs.parse(arg, {
@@ -18,6 +19,7 @@ local opts = runs.parse(arg, {
 local model = analysis.load_model(opts.model, opts.checkpoint_path)
 local ds = analysis.dataset(opts, "test")
 local ev = analysis.evaluate(model, ds, "the test split of " .. opts.dataset, {batch_size = opts.batch_size})
+if not dist.is_root() then return end   -- under mpirun: rank 0 has every score and writes
 local r, y = ev.scores, ev.scores.labels
 local nreal, nfake = ev.n_real, ev.n_fake
 local auc_a, auc_b, ap, eer, eer_thr = ev.auc_a, ev.auc_b, ev.average_precision, ev.eer, ev.eer_threshold

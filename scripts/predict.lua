@@ -14,6 +14,7 @@ local models = require "fmd.models"
 local progress = require "fmd.progress"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
+local dist = require "fmd.dist"
 local runs = require "fmd.runs"
 
 local NAME = "scripts/predict.lua"
@@ -161,16 +162,17 @@ local function score(first, images)
 end
 
 local bs = opts.batch_size
-local nbatches = (#good + bs - 1) // bs
+local lo, hi = dist.shard_range(#good, bs)   -- this process's files: all of them, or its shard under mpirun
+local nbatches = (hi - lo + bs) // bs
 local bar = progress.new{total = nbatches, label = "predict", unit = "img"}
 local t0 = fmd.sys.now()
-local pos, done_batches = 1, 0   -- next unscored position in good
+local pos, done_batches = lo, 0   -- next unscored position in good
 local bad_at = {}
-while pos <= #good do
-  -- the threaded loader over good[pos..]; labels carry the position, so a
+while pos <= hi do
+  -- the threaded loader over good[pos..hi]; labels carry the position, so a
   -- batch is matched to its files
   local sub, lab = {}, {}
-  for k = pos, #good do sub[#sub + 1] = good[k].path; lab[#lab + 1] = k end
+  for k = pos, hi do sub[#sub + 1] = good[k].path; lab[#lab + 1] = k end
   local loader = C.Loader(sub, lab, tf.ops, {batch_size = bs, num_workers = opts.workers, prefetch = 2})
   loader:start(1)
   local failed_batch = false
@@ -182,7 +184,7 @@ while pos <= #good do
     score(first, images)
     pos = first + images:size(1)
     done_batches = done_batches + 1
-    bar:update(done_batches, pos - 1)
+    bar:update(done_batches, pos - lo)
   end
   loader:stop()
   loader:free()
@@ -190,7 +192,7 @@ while pos <= #good do
   -- one file of good[pos .. pos+bs-1] failed to decode: load those one by
   -- one, score the good ones, report the others, and go on after them
   local imgs, firsts = {}, {}
-  local last = math.min(pos + bs - 1, #good)
+  local last = math.min(pos + bs - 1, hi)
   local function flush()
     if #imgs > 0 then
       local images = C.stack_batch(imgs, firsts)
@@ -211,10 +213,12 @@ while pos <= #good do
   flush()
   pos = last + 1
   done_batches = done_batches + 1
-  bar:update(done_batches, pos - 1)
+  bar:update(done_batches, pos - lo)
 end
 bar:finish()
 local elapsed = fmd.sys.now() - t0
+rows, bad_at = dist.gather_range(rows, lo, hi), dist.gather_range(bad_at, lo, hi)
+if not dist.is_root() then return end   -- under mpirun: rank 0 has every row and writes
 
 ---------------------------------------------------------------- results
 

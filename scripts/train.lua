@@ -15,7 +15,7 @@ local opts, positional = cli.parse(arg, runs.flags({
   {"--pretrained", metavar = "PATH",
    help = "ImageNet Xception weights (.pth/.pth.tar/.safetensors) for XceptionBased (default: fmd.weights finds them)"},
   {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
-  {"--force", type = "boolean", help = "with --resume: continue even with another --lr or -b (the new values apply)"},
+  {"--force", type = "boolean", help = "with --resume: continue even with another --lr, -b or number of processes (the new values apply)"},
 }, {"batch_size", default = 128}, {"model", choices = models.names()},
    {"dataset", help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
    "data_root", {"seed", help = "random seed (weights, shuffling, augmentation)"}, "threads", "workers"))

@@ -35,10 +35,13 @@ function analysis.dataset(opts, part, transform)
 end
 
 -- every image of ds through the model without a graph: {a = real logits,
--- b = fake logits, labels = 0/1} as Lua arrays in data set order
+-- b = fake logits, labels = 0/1} as Lua arrays in data set order. Under
+-- mpirun each rank runs its shard and every rank gets all of it (fmd.dist).
 function analysis.run(model, ds, opts)
   opts = opts or {}
   local progress = require "fmd.progress"
+  local dist = require "fmd.dist"
+  ds = dist.shard_dataset(ds, opts.batch_size or 32)
   local dl = data.DataLoader(ds, {batch_size = opts.batch_size or 32, num_workers = opts.num_workers or 2})
   local bar = progress.new{total = #dl, label = opts.label or "test", unit = "img"}
   local a, b, labels = {}, {}, {}
@@ -60,7 +63,7 @@ function analysis.run(model, ds, opts)
     end
   end)
   bar:finish()
-  return {a = a, b = b, labels = labels}
+  return {a = dist.all_gather(a), b = dist.all_gather(b), labels = dist.all_gather(labels)}
 end
 
 -- the detection metrics of a model on a data set (one function for

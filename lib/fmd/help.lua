@@ -12,7 +12,7 @@ local help = {}
 -- after `fmd.` and inside require("fmd.").
 help.MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics",
                 "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs",
-                "state_io", "video", "tfjs", "detect"}
+                "state_io", "video", "tfjs", "detect", "dist"}
 
 local WIDTH = 80   -- help text is wrapped to this many columns
 

@@ -20,8 +20,11 @@
 -- out/<run>.lock (an flock holding the pid) keeps a second training of the
 -- same run from writing the same files; the kernel drops it when the
 -- process dies, and a lock file left by a killed run is taken over.
+-- Under mpirun (fmd.dist, docs/distributed.md) every rank trains on its
+-- shard and averages gradients; rank 0 alone takes the lock and writes.
 local fmd = require "fmd"
 local data = require "fmd.data"
+local dist = require "fmd.dist"
 local json = require "fmd.json"
 local metrics = require "fmd.metrics"
 local progress = require "fmd.progress"
@@ -49,9 +52,9 @@ end
 
 -- an image that turns out unreadable mid-run (truncated, replaced) is
 -- skipped with a warning naming it, and counted, rather than ending a run
-local function loader(self, ds, shuffle)
+local function loader(self, ds, shuffle, shard)
   return data.DataLoader(ds, {batch_size = self.batch_size, shuffle = shuffle, drop_last = false,
-                              num_workers = self.num_workers, seed = self.seed, skip_bad = true})
+                              num_workers = self.num_workers, seed = self.seed, skip_bad = true, shard = shard})
 end
 
 local function warn_skipped(self, dl)
@@ -68,29 +71,33 @@ end
 -- one pass over the training set; returns avg_loss, accuracy (%)
 function Trainer:train_one_epoch()
   self.model:train()
-  local dl = loader(self, self.train_dataset, true)
+  local dl = loader(self, self.train_dataset, true, dist.shard())
   local nb = #dl
   local bar = progress.new{total = nb, label = ("train %d"):format(self.epoch + 1), unit = "img"}
   local print_every = math.max(1, math.ceil(nb / 10))
   local total_loss, correct, n = 0, 0, 0
   local b = 0
-  for images, labels in dl:iter(self.epoch + 1) do
+  for images, labels, n_step in dist.steps(dl:iter(self.epoch + 1)) do
     b = b + 1
     warn_skipped(self, dl)
     self.optimizer:zero_grad()
-    local logits = self.model(images)
-    local loss = self.criterion(logits, labels)
-    local lv = loss:item()
-    if lv ~= lv or lv == math.huge or lv == -math.huge then
-      bar:finish()
-      error(("training diverged: loss is %s at batch %d of epoch %d (lower the learning rate?); "
-        .. "the last good checkpoint is kept"):format(tostring(lv), b, self.epoch + 1), 0)
+    local logits, lv, bs = nil, 0, 0
+    if images then   -- false: under mpirun, a rank with no share of this step
+      logits = self.model(images)
+      local loss = self.criterion(logits, labels)
+      lv = loss:item()
+      if lv ~= lv or lv == math.huge or lv == -math.huge then
+        bar:finish()
+        error(("training diverged: loss is %s at batch %d of epoch %d (lower the learning rate?); "
+          .. "the last good checkpoint is kept"):format(tostring(lv), b, self.epoch + 1), 0)
+      end
+      loss:backward()
+      bs = labels:numel()
     end
-    loss:backward()
+    dist.average_gradients(self.model, bs, n_step)
     self.optimizer:step()
-    local bs = labels:numel()
     total_loss = total_loss + lv * bs
-    correct = correct + fmd.no_grad(count_correct, logits, labels)
+    correct = correct + (logits and fmd.no_grad(count_correct, logits, labels) or 0)
     n = n + bs
     bar:update(b, n, ("loss %.3f acc %.2f%%"):format(total_loss / n, 100 * correct / n))
     if not bar.tty and (b % print_every == 0 or b == nb) then
@@ -100,6 +107,8 @@ function Trainer:train_one_epoch()
   end
   self.last_train_seconds = bar:finish()
   self.skipped = (self.skipped or 0) + warn_skipped(self, dl)
+  total_loss, correct, n = dist.sum(total_loss, correct, n)
+  dist.average_buffers(self.model)   -- BatchNorm running statistics: every rank evaluates one model
   if n == 0 then error("training: every image of the epoch was skipped (unreadable)", 0) end
   return total_loss / n, 100 * correct / n
 end
@@ -108,7 +117,7 @@ end
 -- the fake scores (logit of class 1) and labels as Lua arrays
 function Trainer:evaluate_model_on_dataloader(dataset)
   self.model:eval()
-  local dl = loader(self, dataset, false)
+  local dl = loader(self, dist.shard_dataset(dataset, self.batch_size), false)
   local total_loss, correct, n = 0, 0, 0
   local scores, labels_out = {}, {}
   local bar = progress.new{total = #dl, label = "eval", unit = "img"}
@@ -132,6 +141,8 @@ function Trainer:evaluate_model_on_dataloader(dataset)
   end)
   bar:finish()
   self.skipped = (self.skipped or 0) + warn_skipped(self, dl)
+  total_loss, correct, n = dist.sum(total_loss, correct, n)
+  scores, labels_out = dist.all_gather(scores), dist.all_gather(labels_out)
   if n == 0 then error("evaluation: every image was skipped (unreadable)", 0) end
   return total_loss / n, 100 * correct / n, scores, labels_out
 end
@@ -199,7 +210,7 @@ local function save_last(self, path)
   state_io.save(path, {model = self.model:state_dict(), optimizer = self.optimizer:state_dict()},
     {epoch = self.epoch, best_acc = self.best_acc, log = self.log, log_index = self.log_index,
      rng = self.seed, best_written = self.best_written and 1 or 0,
-     lr = self.optimizer.param_groups[1].lr, batch_size = self.batch_size})
+     lr = self.optimizer.param_groups[1].lr, batch_size = self.batch_size, world_size = dist.world_size()})
 end
 
 local function same(a, b) return a == b or (type(a) == "number" and type(b) == "number" and math.abs(a - b) <= 1e-12 * math.abs(b)) end
@@ -281,6 +292,7 @@ function Trainer:resume(p)
   local best_written = json.field(info, "best_written", "integer", where, {min = 0, max = 1, optional = true})
   local saved_lr = json.field(info, "lr", "number", where, {above = 0, optional = true})
   local saved_bs = json.field(info, "batch_size", "integer", where, {min = 1, optional = true})
+  local saved_ws = json.field(info, "world_size", "integer", where, {min = 1, optional = true})   -- mpirun ranks
   if not st.optimizer then error(("%s: holds no optimizer state (not a resumable state)"):format(where), 0) end
   -- a resume continues the same run: other hyper-parameters are a mistake
   -- unless forced (then the new values are used from here on)
@@ -291,6 +303,10 @@ function Trainer:resume(p)
   end
   if saved_bs and saved_bs ~= self.batch_size then
     diffs[#diffs + 1] = ("-b %d (the run used %d)"):format(self.batch_size, saved_bs)
+  end
+  if (saved_ws or 1) ~= dist.world_size() then   -- another global batch
+    local function procs(k) return ("%d process%s"):format(k, k == 1 and "" or "es") end
+    diffs[#diffs + 1] = ("%s (the run used %s)"):format(procs(dist.world_size()), procs(saved_ws or 1))
   end
   if #diffs > 0 and not p.force then
     error(("--resume: this command gives %s; resume with the same values, or add --force to continue with the new ones")
@@ -358,10 +374,13 @@ local function take_lock(self, path, name)
 end
 
 function Trainer:run(epochs, p)
-  fmd.sys.mkdir(self.checkpoint_dir)
-  fmd.sys.mkdir(self.out_dir)
+  local root = dist.is_root()   -- the one process that writes (every process alone)
+  if root then
+    fmd.sys.mkdir(self.checkpoint_dir)
+    fmd.sys.mkdir(self.out_dir)
+  end
   local name, files = run_name(p), paths(self, p)
-  local lock <close> = take_lock(self, files.lock, name)
+  local lock <close> = root and take_lock(self, files.lock, name) or nil
   local log_path, best_path, last_path, prev_path = files.log, files.best, files.last, files.prev
   check_datasets(self)
   for _, path in ipairs{log_path, best_path, last_path} do
@@ -370,8 +389,12 @@ function Trainer:run(epochs, p)
       error(("%s exists and is not a regular file; move it away"):format(path), 0)
     end
   end
-  clean_stale(self, {log_path, best_path, last_path, prev_path})
-  read_runs(self, log_path)   -- a corrupt log is moved aside now, not after an epoch
+  if root then
+    clean_stale(self, {log_path, best_path, last_path, prev_path})
+    read_runs(self, log_path)   -- a corrupt log is moved aside now, not after an epoch
+  end
+  dist.broadcast_module(self.model)   -- every rank starts from rank 0's weights
+  if dist.describe(self.batch_size) then self.print(dist.describe(self.batch_size)) end
   self.log = self.log or new_log(self, p)
   self.best_acc = self.best_acc or 0
   self.epochs = epochs
@@ -383,6 +406,7 @@ function Trainer:run(epochs, p)
     local train_loss, train_acc = self:train_one_epoch()
     local val_loss, val_acc = self:validate()
     local test_loss, test_acc, scores, labels = self:test()
+    self.skipped = dist.sum(self.skipped)
     local auc = metrics.roc_auc(labels, scores)
     local secs = fmd.sys.now() - t0
     self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
@@ -397,19 +421,23 @@ function Trainer:run(epochs, p)
     self.epoch = ep
     if val_acc > self.best_acc or not self.best_written then   -- the first epoch always writes one
       self.best_acc = val_acc
-      if not self.best_written and fmd.sys.is_file(best_path) then
+      if root and not self.best_written and fmd.sys.is_file(best_path) then
         -- an earlier run's best: keep it rather than replace it silently
         fmd.sys.rename(best_path, prev_path)
         self.print(("kept the earlier run's checkpoint %s as %s"):format(best_path, prev_path))
       end
       self.best_written = true
       self.print(("saving checkpoint %s (val acc %.2f%%)"):format(best_path, val_acc))
-      state_io.save(best_path, {model = self.model:state_dict()},
-        {val_acc = val_acc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
-         dataset = p.dataset_name, optimizer = p.optimizer_name, init = p.init})
+      if root then
+        state_io.save(best_path, {model = self.model:state_dict()},
+          {val_acc = val_acc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
+           dataset = p.dataset_name, optimizer = p.optimizer_name, init = p.init})
+      end
     end
-    write_log(self, log_path, L)
-    save_last(self, last_path)
+    if root then
+      write_log(self, log_path, L)
+      save_last(self, last_path)
+    end
   end
   return self.log
 end
