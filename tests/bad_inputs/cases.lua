@@ -376,6 +376,14 @@ return {
   {name = "tfjs: no manifest", lua = function(ctx) return require("fmd.tfjs").load(ctx.path("nosuch.json")) end,
    expect = "nosuch.json: no such file"},
 
+  ------------------------------------------------------------ face detection (fmd.detect)
+  {name = "detect.faces at a size that is not a multiple of 32", lua = function()
+     return require("fmd.detect").faces(fmd.zeros(3, 8, 8), {size = 100})
+   end, expect = "detect.faces: size must be a multiple of 32 (the grid is size/32), got 100"},
+  {name = "detect.crop of a box without width", lua = function()
+     return require("fmd.detect").crop(fmd.zeros(3, 8, 8), {x = 1, y = 1, w = 0, h = 4})
+   end, expect = "detect.crop: box must be {x, y, w, h} with finite numbers and w, h > 0"},
+
   ------------------------------------------------------------ Lua API misuse
   {name = "fmd.zeros of a string", lua = function() return fmd.zeros("a") end,
    expect = "size must be an integer, got a string"},
