@@ -5,7 +5,7 @@
  * times that are numbers; nothing crashes, hangs or leaks. FFmpeg itself is
  * the system's, not instrumented: what is fuzzed is fmd's side of it. */
 #include "fuzz_common.h"
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* frames looked at per input: a 64 KB input may hold thousands */
 #define MAX_FRAMES 64
