@@ -2,6 +2,8 @@
  *   fmd.save_safetensors(path, {name = tensor, ...} [, {key = "value", ...}])
  *   tensors, metadata = fmd.load_safetensors(path)
  *   tensors, names = fmd.load_pth(path)     -- names: the file's order
+ *   t = fmd.tfjs_decode(bytes, offset, nbytes, kind, shape [, min, scale, round])
+ *       -- one tensor of TensorFlow.js weights (lib/fmd/tfjs.lua reads the manifest)
  */
 #include "fmd_lua.h"
 
@@ -103,11 +105,34 @@ static int l_load_pth(lua_State *L) {
     return 2;
 }
 
+/* bytes[offset+1 .. offset+nbytes] (offset 0-based) hold one tensor stored as
+ * kind: "float32", "int32", "float16", or quantised "uint8"/"uint16" with
+ * min, scale (and round: an int32 weight); no copy of the string is made */
+static int l_tfjs_decode(lua_State *L) {
+    static const char *const kinds[] = {"float32", "int32", "float16", "uint8", "uint16", NULL};
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 1, &len);
+    lua_Integer off = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3);
+    int kind = luaL_checkoption(L, 4, NULL, kinds);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    int64_t shape[FMD_MAX_DIMS];
+    int ndim = fmd_lua_check_shape(L, 5, shape);
+    double min = luaL_optnumber(L, 6, 0), scale = luaL_optnumber(L, 7, 1);
+    int round = lua_toboolean(L, 8);
+    if (off < 0 || n < 0 || (lua_Unsigned)off > len || (lua_Unsigned)n > len - (size_t)off)
+        return luaL_error(L, "tfjs_decode: %I bytes at offset %I are outside the %I bytes given", n, off,
+                          (lua_Integer)len);
+    fmd_lua_push_tensor(L, fmd_tfjs_decode((const uint8_t *)bytes + off, n, (fmd_tfjs_kind)kind, min, scale,
+                                           round, ndim, shape));
+    return 1;
+}
+
 void fmd_lua_open_serialize(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"save_safetensors", l_save_safetensors},
         {"load_safetensors", l_load_safetensors},
         {"load_pth", l_load_pth},
+        {"tfjs_decode", l_tfjs_decode},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

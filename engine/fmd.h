@@ -504,7 +504,7 @@ fmd_tensor *fmd_log_softmax(fmd_tensor *x, int dim);
 fmd_tensor *fmd_cross_entropy(fmd_tensor *logits, fmd_tensor *target);
 fmd_tensor *fmd_mse_loss(fmd_tensor *input, fmd_tensor *target);     /* mean */
 
-/* ------------------------------------ tensor files (engine/safetensors.c, pth.c) */
+/* ------------------------------ tensor files (engine/safetensors.c, pth.c, tfjs.c) */
 typedef struct fmd_tensor_dict {
     int n;
     char **names;
@@ -529,6 +529,14 @@ int fmd_safetensors_load(const char *path, fmd_tensor_dict *out);
  * nested under "state_dict"/"model"/... is used; "module." is stripped).
  * Both loaders overwrite *out; on error it is left empty. See docs/formats.md. */
 int fmd_pth_load(const char *path, fmd_tensor_dict *out);
+/* TensorFlow.js weights (engine/tfjs.c; lib/fmd/tfjs.lua reads the manifest
+ * and shards): one tensor's little-endian bytes as stored -> float32 (shape).
+ * U8/U16 are quantised: min + scale * q in double, then float (rounded to an
+ * integer, as Math.round, when round: tfjs's quantised int32). nbytes must be
+ * numel(shape) times the stored size, checked before anything is allocated. */
+typedef enum { FMD_TFJS_F32, FMD_TFJS_I32, FMD_TFJS_F16, FMD_TFJS_U8, FMD_TFJS_U16 } fmd_tfjs_kind;
+fmd_tensor *fmd_tfjs_decode(const uint8_t *src, int64_t nbytes, fmd_tfjs_kind kind, double min, double scale,
+                            int round, int ndim, const int64_t *shape);
 
 /* --- optimizer kernels (engine/optim.c) --- */
 /* In-place updates with PyTorch 1.13's rules on n contiguous floats each (no

@@ -21,6 +21,8 @@ local function crc32(str)
   return c ~ 0xffffffff
 end
 local function png_chunk(kind, body) return string.pack(">I4", #body) .. kind .. body .. string.pack(">I4", crc32(kind .. body)) end
+-- a TensorFlow.js weights manifest: one group, shard a.bin, one float32 [2, 3]
+local TFJS_MANIFEST = '[{"paths": ["a.bin"], "weights": [{"name": "w", "shape": [2, 3], "dtype": "float32"}]}]'
 local function one_class_test(ctx)
   ctx.dataset("oneclass", {train = {real = 2, fake = 2}, val = {real = 1, fake = 1}, test = {real = 0, fake = 2}})
 end
@@ -294,6 +296,37 @@ return {
    run = "plot_samples.lua --data-root {data} --datasets synthetic_dataset --out-dir f/figures", expect = "f"},
   {name = "numerical_analysis: --metrics-dir under a file", setup = function(ctx) ctx.file("f", "x") end,
    run = "numerical_analysis.lua " .. SYN .. " -cpp {ckpt} --metrics-dir f/out", expect = "f/out"},
+
+  ------------------------------------------------------------ TensorFlow.js weights (fmd.tfjs)
+  {name = "tfjs: a shard shorter than the manifest says", lua = function(ctx)
+     ctx.file("m/a.bin", ("\0"):rep(12))
+     return require("fmd.tfjs").load(ctx.file("m/w.json", TFJS_MANIFEST))
+   end, expect = "tensor 'w' (float32 [2, 3]) needs bytes 0..24 but the data holds 12 bytes (the manifest describes 24)"},
+  {name = "tfjs: shards longer than the manifest says", lua = function(ctx)
+     ctx.file("m/a.bin", ("\0"):rep(30))
+     return require("fmd.tfjs").load(ctx.file("m/w.json", TFJS_MANIFEST))
+   end, expect = "the data holds 30 bytes but the manifest describes 24 (6 bytes left over after 'w')"},
+  {name = "tfjs: a 2^52-element tensor over 4 bytes allocates nothing", lua = function()
+     return require("fmd.tfjs").decode({{name = "big", shape = {2 ^ 26, 2 ^ 26}, dtype = "float32"}}, "abcd", "w.json")
+   end, expect = "w.json: tensor 'big' (float32 [67108864, 67108864]) needs bytes 0..18014398509481984 but the data holds 4 bytes"},
+  {name = "tfjs: an unknown dtype", lua = function()
+     return require("fmd.tfjs").decode({{name = "s", shape = {1}, dtype = "string"}}, "abcd", "w.json")
+   end, expect = "w.json: tensor 's': unknown dtype 'string' (fmd reads float32, int32 and float16)"},
+  {name = "tfjs: an unknown quantization dtype", lua = function()
+     return require("fmd.tfjs").decode({{name = "q", shape = {1}, dtype = "float32",
+       quantization = {dtype = "int4", min = 0, scale = 1}}}, "a", "w.json")
+   end, expect = "tensor 'q': unknown quantization dtype 'int4' (tfjs has uint8, uint16 and float16)"},
+  {name = "tfjs: a missing shard", lua = function(ctx)
+     return require("fmd.tfjs").load(ctx.file("m/w.json", TFJS_MANIFEST))
+   end, expect = "w.json: shard 'a.bin' (group 1) at "},
+  {name = "tfjs: a manifest that is not JSON", lua = function(ctx)
+     return require("fmd.tfjs").load(ctx.file("w.json", '[{"paths": ["a.bin"],'))
+   end, expect = "w.json, line 1, column 21: invalid JSON"},
+  {name = "tfjs: a manifest that is not a list of groups", lua = function(ctx)
+     return require("fmd.tfjs").load(ctx.file("w.json", '{"weights": []}'))
+   end, expect = "w.json: a weights manifest is a list of groups {paths, weights}"},
+  {name = "tfjs: no manifest", lua = function(ctx) return require("fmd.tfjs").load(ctx.path("nosuch.json")) end,
+   expect = "nosuch.json: no such file"},
 
   ------------------------------------------------------------ Lua API misuse
   {name = "fmd.zeros of a string", lua = function() return fmd.zeros("a") end,
