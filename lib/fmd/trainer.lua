@@ -3,12 +3,15 @@
 --
 --   local Trainer = require "fmd.trainer"
 --   local t = Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, test_ds,
---                         {num_workers = 2, seed = 0})
+--                         {num_workers = 2, seed = 0, scheduler = nil, select = "val_acc"})
 --   t:run(epochs, {model_name = "SimpleNet", dataset_name = "fakes_dataset",
 --                  optimizer_name = "Adam", optimizer_params = {lr = 0.001}})
 --
 -- Accuracy is a percentage; loss is averaged over all samples. Labels are
 -- 0 = real, 1 = fake; the prediction is argmax of the two logits (- 1).
+-- opts.scheduler (e.g. optim.CosineAnnealingLR) is stepped after every
+-- optimizer step. opts.select: the validation metric whose best epoch is
+-- checkpointed, "val_acc" (the course's) or "val_auc" (AUC of the fake logit).
 --
 -- Files (docs/training.md, docs/robustness.md): out/<run>.json is a list of
 -- runs, this run the last entry; a log that does not parse is moved aside
@@ -42,6 +45,11 @@ function Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, 
   self.print = opts.print or print
   self.checkpoint_dir = opts.checkpoint_dir or "checkpoints"
   self.out_dir = opts.out_dir or "out"
+  self.scheduler = opts.scheduler
+  self.select = opts.select or "val_acc"
+  if self.select ~= "val_acc" and self.select ~= "val_auc" then
+    error(("Trainer: select must be 'val_acc' or 'val_auc', got %s"):format(tostring(self.select)), 2)
+  end
   return self
 end
 
@@ -86,6 +94,7 @@ function Trainer:train_one_epoch()
     end
     loss:backward()
     self.optimizer:step()
+    if self.scheduler then self.scheduler:step() end
     local bs = labels:numel()
     total_loss = total_loss + lv * bs
     correct = correct + fmd.no_grad(count_correct, logits, labels)
@@ -173,20 +182,25 @@ local function write_log(self, path, entry)
 end
 
 local function new_log(p)
-  return {__order = {"model", "dataset", "optimizer", "train_loss", "train_acc", "val_loss", "val_acc",
+  return {__order = {"model", "dataset", "optimizer", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc",
                      "test_loss", "test_acc", "test_auc", "seconds_per_epoch"},
           model = p.model_name, dataset = p.dataset_name,
           optimizer = {__order = {"name", "params"}, name = p.optimizer_name, params = p.optimizer_params or {}},
-          train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, test_loss = {}, test_acc = {},
+          train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, val_auc = {}, test_loss = {}, test_acc = {},
           test_auc = {}, seconds_per_epoch = {}}
+end
+
+-- the run's learning rate: the schedule's base when there is one
+local function base_lr(self)
+  return self.scheduler and self.scheduler.base_lrs[1] or self.optimizer.param_groups[1].lr
 end
 
 -- save the resumable state: model + optimizer + trainer progress
 local function save_last(self, path)
   state_io.save(path, {model = self.model:state_dict(), optimizer = self.optimizer:state_dict()},
-    {epoch = self.epoch, best_acc = self.best_acc, log = self.log, log_index = self.log_index,
-     rng = self.seed, best_written = self.best_written and 1 or 0,
-     lr = self.optimizer.param_groups[1].lr, batch_size = self.batch_size})
+    {epoch = self.epoch, best_acc = self.best_acc, best_auc = self.best_auc, log = self.log,
+     log_index = self.log_index, rng = self.seed, best_written = self.best_written and 1 or 0,
+     lr = base_lr(self), lr_step = self.scheduler and self.scheduler.last_epoch, batch_size = self.batch_size})
 end
 
 local function same(a, b) return a == b or (type(a) == "number" and type(b) == "number" and math.abs(a - b) <= 1e-12 * math.abs(b)) end
@@ -200,7 +214,7 @@ function Trainer:resume(p)
   local st, info = state_io.load(path)
   -- a resume continues the same run: other hyper-parameters are a mistake
   -- unless forced (then the new values are used from here on)
-  local lr = self.optimizer.param_groups[1].lr
+  local lr = base_lr(self)
   local diffs = {}
   if info.lr and not same(lr, info.lr) then
     diffs[#diffs + 1] = ("--lr %s (the run used %s)"):format(json.format_number(lr), json.format_number(info.lr))
@@ -218,9 +232,16 @@ function Trainer:resume(p)
     for _, g in ipairs(self.optimizer.param_groups) do g.lr = lr end
     self.print("--force: continuing with " .. table.concat(diffs, " and "))
   end
+  if self.scheduler then
+    -- the schedule goes on from the step it reached, from the (new) base lr
+    self.scheduler:load_state_dict({last_epoch = math.tointeger(info.lr_step) or 0, base_lrs = {lr}})
+  end
   self.epoch, self.best_acc, self.log, self.log_index = info.epoch, info.best_acc, info.log, info.log_index
+  self.best_auc = info.best_auc
+  self.log.val_auc = self.log.val_auc or {}
   self.best_written = info.best_written == 1 or info.best_written == nil
-  self.print(("resumed %s after epoch %d (best val acc %.2f)"):format(run_name(p), self.epoch, self.best_acc))
+  self.print(("resumed %s after epoch %d (best %s)"):format(run_name(p), self.epoch, self.select == "val_auc"
+    and ("val auc %.4f"):format(self.best_auc or 0) or ("val acc %.2f"):format(self.best_acc)))
 end
 
 -- data problems that would train "successfully" on nothing or give NaN
@@ -298,31 +319,36 @@ function Trainer:run(epochs, p)
     local t0 = fmd.sys.now()
     self.skipped = 0
     local train_loss, train_acc = self:train_one_epoch()
-    local val_loss, val_acc = self:validate()
+    local val_loss, val_acc, val_scores, val_labels = self:validate()
+    local val_auc = metrics.roc_auc(val_scores, val_labels)
     local test_loss, test_acc, scores, labels = self:test()
     local auc = metrics.roc_auc(scores, labels)
     local secs = fmd.sys.now() - t0
-    self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
-      :format(train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, auc, secs,
+    self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% auc %.4f | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
+      :format(train_loss, train_acc, val_loss, val_acc, val_auc, test_loss, test_acc, auc, secs,
         #self.train_dataset / (self.last_train_seconds or secs)) ..
       (self.skipped > 0 and (" | %d unreadable images skipped"):format(self.skipped) or ""))
     local L = self.log
     for k, v in pairs{train_loss = train_loss, train_acc = train_acc, val_loss = val_loss, val_acc = val_acc,
-                      test_loss = test_loss, test_acc = test_acc, test_auc = auc, seconds_per_epoch = secs} do
+                      val_auc = val_auc, test_loss = test_loss, test_acc = test_acc, test_auc = auc,
+                      seconds_per_epoch = secs} do
       L[k][#L[k] + 1] = v
     end
     self.epoch = ep
-    if val_acc > self.best_acc or not self.best_written then   -- the first epoch always writes one
-      self.best_acc = val_acc
+    -- strictly better on the selected metric; the first epoch always writes one
+    local better = self.select == "val_auc" and val_auc > (self.best_auc or -1) or
+                   self.select == "val_acc" and val_acc > self.best_acc
+    if better or not self.best_written then
+      if self.select == "val_auc" then self.best_auc = val_auc else self.best_acc = val_acc end
       if not self.best_written and fmd.sys.is_file(best_path) then
         -- an earlier run's best: keep it rather than replace it silently
         fmd.sys.rename(best_path, prev_path)
         self.print(("kept the earlier run's checkpoint %s as %s"):format(best_path, prev_path))
       end
       self.best_written = true
-      self.print(("saving checkpoint %s (val acc %.2f%%)"):format(best_path, val_acc))
+      self.print(("saving checkpoint %s (val acc %.2f%%, val auc %.4f)"):format(best_path, val_acc, val_auc))
       state_io.save(best_path, {model = self.model:state_dict()},
-        {val_acc = val_acc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
+        {val_acc = val_acc, val_auc = val_auc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
          dataset = p.dataset_name, optimizer = p.optimizer_name})
     end
     write_log(self, log_path, L)
