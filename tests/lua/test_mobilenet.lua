@@ -142,3 +142,64 @@ test("a wrong transpose, symmetric padding or BatchNorm eps 1e-5 break the agree
   expect(d2 > 0.1, ("symmetric padding still agrees (%.3g)"):format(d2))
   expect(d3 > 0.1, ("eps 1e-5 still agrees (%.3g)"):format(d3))
 end)
+
+-- print() output of fn, as one string
+local function printed(fn)
+  local lines, old = {}, print
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  local ok, err = pcall(fn)
+  print = old
+  if not ok then error(err, 0) end
+  return table.concat(lines, "\n")
+end
+
+test("MobileNetBased: nsfwjs' backbone when fetched, from scratch with 'none', and says which", function()
+  local MobileNetBased = models.class("MobileNetBased")
+  local m
+  local out = printed(function() m = MobileNetBased() end)
+  expect(out:find("MobileNetBased: ImageNet-initialised MobileNetV2 from nsfwjs (upper blocks fine-tuned on another "
+    .. "task) loaded from " .. weights.path("nsfwjs", "dist/models/mobilenet_v2/model.min.js"), 1, true), out)
+  expect_eq(models.get_nof_params(m), 2552322)
+  keras_model = keras_model or keras.load(weights.path("nsfwjs", "dist/models/mobilenet_v2/model.min.js"))
+  local k = keras.layer_tensors(keras_model, "block_16_project")
+  expect_near(m.block16.project.weight, k.weight, 0, "a backbone weight")
+  expect_eq(fmd.shape_str(m.fc[3].weight), "[2 x 256]")
+  local s
+  out = printed(function() s = MobileNetBased({pretrained = "none"}) end)
+  expect_eq(out, "")
+  expect((s.block16.project.weight - k.weight):abs():max():item() > 0.01, "'none' must not load the weights")
+  -- without the files in the cache: from scratch, and the message names the fetch command
+  local old = weights.dir
+  weights.dir = function() return "/nonexistent/fmd-weights" end
+  local ok, err = pcall(function() out = printed(function() s = MobileNetBased() end) end)
+  weights.dir = old
+  if not ok then error(err, 0) end
+  expect(out:find("MobileNetBased: no pretrained weights (nsfwjs are not in /nonexistent/fmd-weights; fetch them with: "
+    .. weights.FETCH_COMMAND .. " nsfwjs); training MobileNetV2 from scratch", 1, true), out)
+  -- a checkpoint brings its own weights: fmd.load_model passes pretrained = false
+  expect_eq(printed(function() MobileNetBased({pretrained = false}) end), "")
+end)
+
+test("the input convention: MobileNetBased takes 224x224 in [0, 1] with flips only", function()
+  local transforms = require "fmd.transforms"
+  local data = require "fmd.data"
+  expect_eq(models.input("SimpleNet"), transforms.COURSE_INPUT)
+  local input = models.input("MobileNetBased")
+  expect_eq(input.size, 224); expect_eq(input.mean, nil)
+  expect_eq(tostring(transforms.course("train", input)), "Compose(Resize(224, 224), RandomHorizontalFlip(0.5), ToTensor())")
+  expect_eq(tostring(transforms.course("test", input)), "Compose(Resize(224, 224), ToTensor())")
+  -- the data pipeline asks the model: a 96x96 face becomes 224x224 values in [0, 1]
+  local root = os.tmpname()
+  os.remove(root)
+  for _, cls in ipairs{"real", "fake"} do
+    fmd.sys.mkdir(root .. "/set/test/" .. cls)
+    fmd.save_image(root .. "/set/test/" .. cls .. "/a.png", fmd.load_image(FIX .. "/generated_" .. cls .. "_00000.png"))
+  end
+  local ds = data.load_dataset("set", "test", {data_root = root, model = "MobileNetBased"})
+  local img = ds:get(1)
+  os.execute("rm -rf '" .. root .. "'")
+  expect_eq(ds.input, input)
+  expect_eq(fmd.shape_str(img), "[3 x 224 x 224]")
+  expect(img:min():item() >= 0 and img:max():item() <= 1, "values in [0, 1]")
+  expect_near(require("fmd.analysis").denormalize(img, ds.input), img, 0, "nothing to undo")
+end)

@@ -274,4 +274,53 @@ test("one truncated image is skipped with a warning naming it and counted, not f
   expect(log.train_loss[1] == log.train_loss[1], "loss is a number")
 end)
 
+test("a cosine schedule steps with every batch and resumes where it was; select = val_auc", function()
+  local function sched_trainer(dir)
+    local t = trainer(dir)
+    local s = optim.CosineAnnealingLR(t.optimizer, 3 * 5)   -- 18 images in batches of 4: 5 steps an epoch
+    t.scheduler, t.select = s, "val_auc"
+    return t, s
+  end
+  local full, fs = sched_trainer(tmp .. "/cos_full")
+  full:run(3, RUN)
+  expect_eq(fs.last_epoch, 15)
+  expect(math.abs(full.optimizer.param_groups[1].lr) < 1e-12, "the lr ends at 0")
+  local part = sched_trainer(tmp .. "/cos_part")
+  part:run(2, RUN)
+  local resumed, rs = sched_trainer(tmp .. "/cos_part")
+  resumed:resume(RUN)
+  expect_eq(rs.last_epoch, 10)
+  expect_near(resumed.optimizer.param_groups[1].lr, 0.05 * (1 + math.cos(math.pi * 10 / 15)) / 2, 1e-9)
+  resumed:run(3, RUN)
+  expect_near(resumed.model.fc.weight, full.model.fc.weight, 1e-6)
+  local r = json.read_file(tmp .. "/cos_full/out/toy_Tiny_Adam.json")[1]
+  expect_eq(#r.val_auc, 3)
+  -- the checkpoint holds the epoch with the best validation AUC (the first of ties)
+  local best = 1
+  for i, v in ipairs(r.val_auc) do if v > r.val_auc[best] then best = i end end
+  local _, meta = fmd.load_safetensors(tmp .. "/cos_full/checkpoints/toy_Tiny_Adam.safetensors")
+  expect_eq(tonumber(meta.epoch), best)
+  expect_near(tonumber(meta.val_auc), r.val_auc[best], 1e-9)
+  expect_error(function() Trainer.new(Tiny(), full.optimizer, nn.CrossEntropyLoss(), 4, nil, nil, nil,
+    {select = "auc"}) end, "Trainer: select must be 'val_acc' or 'val_auc', got auc")
+end)
+
+test("select picks the checkpoint epoch by validation AUC or by accuracy", function()
+  -- validation results by epoch: the AUC is best at epoch 2, the accuracy at 3
+  local labels = {0, 0, 1, 1}
+  local VAL = {{acc = 75, scores = {0.1, 0.9, 0.2, 0.8}},    -- AUC 0.5
+               {acc = 50, scores = {0.0, 0.1, 0.8, 0.9}},    -- AUC 1
+               {acc = 100, scores = {0.1, 0.5, 0.2, 0.8}}}   -- AUC 0.75
+  for _, case in ipairs{{"val_auc", 2}, {"val_acc", 3}} do
+    local dir = tmp .. "/select_" .. case[1]
+    local t = trainer(dir)
+    t.select = case[1]
+    t.validate = function(self) local v = VAL[self.epoch + 1]; return 0.5, v.acc, v.scores, labels end
+    local log = t:run(3, RUN)
+    expect_near(log.val_auc[2], 1, 1e-12); expect_near(log.val_auc[3], 0.75, 1e-12)
+    local _, meta = fmd.load_safetensors(dir .. "/checkpoints/toy_Tiny_Adam.safetensors")
+    expect_eq(tonumber(meta.epoch), case[2], case[1] .. " checkpoint epoch")
+  end
+end)
+
 sh("rm -rf '" .. tmp .. "'")
