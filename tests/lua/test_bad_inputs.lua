@@ -180,7 +180,7 @@ test("the catalogue has at least 60 cases over every entry point", function()
   end
   for _, s in ipairs{"train", "predict", "numerical_analysis", "saliency_map", "grad_cam_analysis",
                      "plot_accuracy_and_loss", "plot_samples", "report", "train_bonus", "bonus_main", "make_faces",
-                     "explain_eval"} do
+                     "explain_eval", "fetch_weights"} do
     expect(seen[s], "no case runs scripts/" .. s .. ".lua")
   end
 end)
