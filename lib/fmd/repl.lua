@@ -633,7 +633,7 @@ local function canonical(name)
   if name:match("^fmd%.nn%.F%.") then return "fmd.nn.functional" .. name:sub(9) end
   if name:match("^nn%.F%.") then return "fmd.nn.functional" .. name:sub(5) end
   for _, sub in ipairs{"nn", "optim", "data", "transforms", "metrics", "explain", "plot", "image", "faces",
-                       "models", "json", "sys", "analysis", "trainer", "tfjs", "weights"} do
+                       "models", "json", "sys", "analysis", "trainer", "tfjs", "weights", "keras"} do
     if name == sub or name:sub(1, #sub + 1) == sub .. "." then return "fmd." .. name end
   end
   if name ~= "fmd" and not name:match("^fmd[%.:]") and name:match("^[%w_]+$") and rawget(fmd, name) ~= nil then
@@ -783,7 +783,8 @@ end
 -- the functions and classes of fmd and its user-facing modules, tensor
 -- methods and the methods of nn.Module and optim.Optimizer
 repl.PUBLIC_MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics", "explain",
-                       "plot", "image", "faces", "models", "json", "analysis", "trainer", "tfjs", "weights"}
+                       "plot", "image", "faces", "models", "json", "analysis", "trainer", "tfjs", "weights",
+                       "keras"}
 function repl.public_names()
   local out = {}
   local function walk(prefix, t, sep)
@@ -802,7 +803,7 @@ function repl.public_names()
   walk("fmd.Tensor", fmd.Tensor_methods, ":")
   local nn = fmd.nn
   for _, c in ipairs(nn.classes) do local _ = nn[c] end
-  for _, c in ipairs{"SGD", "Adam"} do local _ = fmd.optim[c] end
+  for _, c in ipairs{"SGD", "Adam", "CosineAnnealingLR"} do local _ = fmd.optim[c] end
   for _, s in ipairs(repl.PUBLIC_MODULES) do
     local m = fmd
     for p in s:gmatch("[^.]+") do m = m[p] end
