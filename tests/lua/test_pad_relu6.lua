@@ -8,17 +8,12 @@ local nn = require "fmd.nn"
 local F = nn.functional
 local FIX = "tests/fixtures/pad_relu6.safetensors"
 
-local function csv(s)
-  local t = {}
-  for v in (s or ""):gmatch("[^,]+") do t[#t + 1] = tonumber(v) end
-  return t
-end
-
 test("forward and backward match PyTorch on every fixture", function()
   local n, ops = 0, {}
   for _, c in ipairs(load_fixture_cases(FIX)) do
     n = n + 1
-    local t, op, a = c.tensors, c.meta.op, csv(c.meta.args)
+    local t, op, a = c.tensors, c.meta.op, {}
+    for v in (c.meta.args or ""):gmatch("[^,]+") do a[#a + 1] = tonumber(v) end
     ops[op] = true
     t.x.requires_grad = true
     local y
