@@ -136,22 +136,25 @@ local function check_keras(m)
 end
 
 -- copies the backbone of Keras model m (fmd.keras.load) into this model;
--- returns the names of the Keras layers with weights it did not use (the head)
+-- returns the names of the Keras layers with weights it did not use (the
+-- head). Everything is checked before anything is copied.
 function MobileNetV2:load_keras(m)
   local keras = require "fmd.keras"
   check_keras(m)
   local map = MobileNetV2.keras_names()
+  for path, lname in pairs(map) do
+    local conv = path:match("^(block%d+)%.depthwise$")
+    if conv then keras.check_config(m, lname, {strides = {self[conv].stride, self[conv].stride}}) end
+  end
   local sd = keras.state_dict(m, map, {partial = true})
-  self:load_state_dict(sd, false)
-  local own = self:state_dict()
-  local used, seen, rest = {}, {}, {}
-  for _, lname in pairs(map) do used[lname] = true end
-  for k in pairs(own) do
-    local path = k:match("^(.*)%.[^.]+$")
+  for k in pairs(self:state_dict()) do
     if not k:match("^fc%.") and not sd[k] then
-      error(("%s: no weights for %s (from Keras layer %s)"):format(m.path, k, tostring(map[path])), 0)
+      error(("%s: no weights for %s (from Keras layer %s)"):format(m.path, k, map[k:match("^(.*)%.[^.]+$")]), 0)
     end
   end
+  self:load_state_dict(sd, false)   -- fc is not in sd; shapes are checked
+  local used, seen, rest = {}, {}, {}
+  for _, lname in pairs(map) do used[lname] = true end
   for _, w in ipairs(m.names) do
     local l = w:match("^(.*)/[^/]*$")
     if not used[l] and not seen[l] then seen[l] = true; rest[#rest + 1] = l end
