@@ -51,6 +51,8 @@ if ((!list)); then
   scripts/bootstrap.sh
 fi
 fmd=$top/build/fmd
+# --list needs no build, but the layout comes from build/fmd
+((list)) && [[ ! -x $fmd ]] && scripts/bootstrap.sh >&2
 work=${work:-.}
 [[ -n $root ]] && { [[ -d $root ]] || { echo "run_me: --data-root $root: no such folder" >&2; exit 2; }; root=$(cd "$root" && pwd); }
 mkdir -p "$work"
@@ -123,81 +125,94 @@ gen_data() {
   "$fmd" "$S/make_faces.lua" --out data "${gen_args[@]}"
 }
 
-xception_weights() {   # --pretrained PATH when the ImageNet weights are at hand
-  local w
-  for w in "${FMD_XCEPTION_WEIGHTS:-}" "$top/weights/xception-c0a72b38.pth.tar" "$top/weights/xception-43020ad28.pth" \
-           "$top/weights/xception.safetensors"; do
-    [[ -n $w && -f $w ]] && { echo "--pretrained"; echo "$w"; return; }
-  done
+# ------------------------------------------------------- the run layout
+# The course's runs and every artefact's path come from lib/fmd/runs.lua
+# (runs.shell_layout): "key<TAB>value..." lines, kept in L[key]. The ImageNet
+# Xception weights are found by train.lua itself (lib/fmd/weights.lua).
+declare -A L
+runs=()
+while IFS=$'\t' read -r key rest; do
+  if [[ $key == run ]]; then runs+=("$rest"); else L[$key]=$rest; fi
+done < <(FMD_RUN_FAKES=$fakes FMD_RUN_SYNTH=$synth "$fmd" -e \
+  'print(require("fmd.runs").shell_layout(os.getenv("FMD_RUN_FAKES"), os.getenv("FMD_RUN_SYNTH")))')
+((${#runs[@]})) || { echo "run_me: $fmd did not give the run layout (lib/fmd/runs.lua)" >&2; exit 1; }
+at() {   # the path(s) of a layout key: at checkpoint DS MODEL best ...
+  local IFS=/
+  local k="$*"
+  [[ -n ${L[$k]+x} ]] || { echo "run_me: lib/fmd/runs.lua gives no '$k'" >&2; exit 1; }
+  printf '%s\n' "${L[$k]}" | tr '\t' '\n'
 }
+has() { [[ ,$2, == *,$1,* ]]; }   # has ANALYSIS LIST: LIST (comma-separated) holds ANALYSIS
 
-train() {   # dataset model epochs [extra flags]
-  local ds=$1 model=$2 ep=$3; shift 3
+train() {   # dataset model epochs
+  local ds=$1 model=$2 ep=$3
   local resume=()
   # continue an interrupted training (its resumable state outlives a kill)
-  [[ -f checkpoints/${ds}_${model}_Adam.last.safetensors && ! -f $stamp_dir/train_${ds}_${model}.done ]] && resume=(--resume)
-  "$fmd" "$S/train.lua" --data-root "$root" -d "$ds" -m "$model" --lr "${LR:-0.001}" -b 32 -e "$ep" -o Adam "${resume[@]}" "$@"
+  [[ -f $(at checkpoint "$ds" "$model" last) && ! -f $stamp_dir/train_${ds}_${model}.done ]] && resume=(--resume)
+  "$fmd" "$S/train.lua" --data-root "$root" -d "$ds" -m "$model" --lr "${LR:-$(at training lr)}" \
+    -b "$(at training batch_size)" -e "$ep" -o "$(at training optimizer)" "${resume[@]}"
 }
 
-ckpt() { echo "checkpoints/$1_$2_Adam.safetensors"; }
-fig() { echo "figures/$1_$2_$3.png"; }
 lua_of() { echo "$top/lib/fmd/models/$1.lua"; }
 
 steps() {
   step data "the data sets ($fakes, $synth under $root)" -- "$root/$fakes" "$root/$synth" -- gen_data
   step samples "a real and a fake train image of each data set" \
-    "$root/$fakes/train" "$root/$synth/train" "$S/plot_samples.lua" -- figures/datasets_samples.png -- \
+    "$root/$fakes/train" "$root/$synth/train" "$S/plot_samples.lua" -- "$(at samples)" -- \
     "$fmd" "$S/plot_samples.lua" --data-root "$root" --datasets "$fakes,$synth"
-  local runs=("$fakes SimpleNet $epochs" "$synth SimpleNet $epochs" "$synth XceptionBased $xepochs")
-  local r ds model ep
+  local r ds model from analyses ep outs
   for r in "${runs[@]}"; do
-    read -r ds model ep <<<"$r"
-    local extra=()
-    [[ $model == XceptionBased ]] && mapfile -t extra < <(xception_weights)
-    step "train_${ds}_${model}" "train $model on $ds ($ep epochs, Adam, lr ${LR:-0.001}, batch 32)" \
-      "$root/$ds" "$(lua_of "$model")" "$S/train.lua" -- "$(ckpt "$ds" "$model")" "out/${ds}_${model}_Adam.json" -- \
-      train "$ds" "$model" "$ep" "${extra[@]}"
+    IFS=$'\t' read -r ds model from analyses <<<"$r"
+    ep=$epochs; [[ $from == XCEPTION_EPOCHS ]] && ep=$xepochs
+    step "train_${ds}_${model}" "train $model on $ds ($ep epochs, $(at training optimizer), lr ${LR:-$(at training lr)}, batch $(at training batch_size))" \
+      "$root/$ds" "$(lua_of "$model")" "$S/train.lua" -- "$(at checkpoint "$ds" "$model" best)" "$(at log "$ds" "$model")" -- \
+      train "$ds" "$model" "$ep"
   done
   for r in "${runs[@]}"; do
-    read -r ds model ep <<<"$r"
-    step "plots_${ds}_${model}" "loss and accuracy over epochs" "out/${ds}_${model}_Adam.json" "$S/plot_accuracy_and_loss.lua" -- \
-      "$(fig "$ds" "$model" losses_plot)" "$(fig "$ds" "$model" accuracies_plot)" -- \
-      "$fmd" "$S/plot_accuracy_and_loss.lua" -m "$model" -j "out/${ds}_${model}_Adam.json" -d "$ds" --data-root "$root"
+    IFS=$'\t' read -r ds model from analyses <<<"$r"
+    has plots "$analyses" || continue
+    mapfile -t outs < <(at outputs "$ds" "$model" plots)
+    step "plots_${ds}_${model}" "loss and accuracy over epochs" "$(at log "$ds" "$model")" "$S/plot_accuracy_and_loss.lua" -- \
+      "${outs[@]}" -- \
+      "$fmd" "$S/plot_accuracy_and_loss.lua" -m "$model" -j "$(at log "$ds" "$model")" -d "$ds" --data-root "$root"
   done
   for r in "${runs[@]}"; do
-    read -r ds model ep <<<"$r"
+    IFS=$'\t' read -r ds model from analyses <<<"$r"
+    has roc "$analyses" || continue
+    mapfile -t outs < <(at outputs "$ds" "$model" roc)
     step "roc_${ds}_${model}" "ROC, DET and PR curves, metrics on the test split" \
-      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/numerical_analysis.lua" -- \
-      "$(fig "$ds" "$model" roc_curve)" "$(fig "$ds" "$model" det_curve)" "out/${ds}_${model}_metrics.json" -- \
-      "$fmd" "$S/numerical_analysis.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
-  done
-  for r in "$fakes SimpleNet" "$synth XceptionBased"; do
-    read -r ds model <<<"$r"
-    step "saliency_${ds}_${model}" "gradient saliency maps (pairs and class means)" \
-      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/saliency_map.lua" -- \
-      "$(fig "$ds" "$model" saliency_maps_and_images_pairs)" "$(fig "$ds" "$model" mean_saliency_maps)" -- \
-      "$fmd" "$S/saliency_map.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
+      "$(at checkpoint "$ds" "$model" best)" "$root/$ds/test" "$S/numerical_analysis.lua" -- "${outs[@]}" -- \
+      "$fmd" "$S/numerical_analysis.lua" -m "$model" -cpp "$(at checkpoint "$ds" "$model" best)" -d "$ds" --data-root "$root"
   done
   for r in "${runs[@]}"; do
-    read -r ds model ep <<<"$r"
+    IFS=$'\t' read -r ds model from analyses <<<"$r"
+    has saliency "$analyses" || continue
+    mapfile -t outs < <(at outputs "$ds" "$model" saliency)
+    step "saliency_${ds}_${model}" "gradient saliency maps (pairs and class means)" \
+      "$(at checkpoint "$ds" "$model" best)" "$root/$ds/test" "$S/saliency_map.lua" -- "${outs[@]}" -- \
+      "$fmd" "$S/saliency_map.lua" -m "$model" -cpp "$(at checkpoint "$ds" "$model" best)" -d "$ds" --data-root "$root"
+  done
+  for r in "${runs[@]}"; do
+    IFS=$'\t' read -r ds model from analyses <<<"$r"
+    has gradcam "$analyses" || continue
+    mapfile -t outs < <(at outputs "$ds" "$model" gradcam)
     step "gradcam_${ds}_${model}" "Grad-CAM on conv3 for a real and a fake test image" \
-      "$(ckpt "$ds" "$model")" "$root/$ds/test" "$S/grad_cam_analysis.lua" -- \
-      "$(fig "$ds" "$model" Real_Image_grad_cam)" "$(fig "$ds" "$model" Fake_Image_grad_cam)" -- \
-      "$fmd" "$S/grad_cam_analysis.lua" -m "$model" -cpp "$(ckpt "$ds" "$model")" -d "$ds" --data-root "$root"
+      "$(at checkpoint "$ds" "$model" best)" "$root/$ds/test" "$S/grad_cam_analysis.lua" -- "${outs[@]}" -- \
+      "$fmd" "$S/grad_cam_analysis.lua" -m "$model" -cpp "$(at checkpoint "$ds" "$model" best)" -d "$ds" --data-root "$root"
   done
   if [[ -f $S/train_bonus.lua && -f $S/bonus_main.lua ]]; then
     local bflags=()
     [[ -n $bepochs ]] && bflags=(-e "$bepochs")
     step bonus_train "train the bonus model on $fakes" "$root/$fakes" "$top/lib/fmd/models/bonus_model.lua" "$S/train_bonus.lua" -- \
-      checkpoints/bonus.safetensors -- "$fmd" "$S/train_bonus.lua" --data-root "$root" -d "$fakes" "${bflags[@]}"
+      "$(at bonus checkpoint)" -- "$fmd" "$S/train_bonus.lua" --data-root "$root" -d "$fakes" "${bflags[@]}"
     step bonus_eval "evaluate the bonus model on the $fakes test split; trade-off figure" \
-      checkpoints/bonus.safetensors "$root/$fakes/test" "$S/bonus_main.lua" -- out/bonus_metrics.json figures/bonus_tradeoff.png -- \
+      "$(at bonus checkpoint)" "$root/$fakes/test" "$S/bonus_main.lua" -- "$(at bonus metrics)" "$(at bonus tradeoff)" -- \
       "$fmd" "$S/bonus_main.lua" --data-root "$root" -d "$fakes"
   fi
-  local init=scratch
-  [[ -n $(xception_weights) ]] && init=$(xception_weights | tail -1)
-  step report "figures/report.html and report.md" out figures "$S/report.lua" -- figures/report.html figures/report.md -- \
-    "$fmd" "$S/report.lua" --data-root "$root" --fakes "$fakes" --synthetic "$synth" --xception-init "$init" \
+  # the report reads what XceptionBased started from in its training log
+  step report "$(at report html) and report.md" "$(at dir logs)" "$(at dir figures)" "$S/report.lua" -- \
+    "$(at report html)" "$(at report md)" -- \
+    "$fmd" "$S/report.lua" --data-root "$root" --fakes "$fakes" --synthetic "$synth" \
     $( ((quick)) && echo --quick ) $( [[ $root == "$PWD/data" ]] && echo --generated )
 }
 

@@ -10,7 +10,7 @@
  *   ./probe [n=2048] [reps=5] [threads=2]
  *
  * Links the same libopenblas as fmd (pkg-config openblas). */
-#include "fmd.h"
+#include "fmd_impl.h"   /* fmd_sgemm512 is internal */
 
 #include <cblas.h>
 #include <pthread.h>

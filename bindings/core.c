@@ -102,9 +102,11 @@ int luaopen_fmd_core(lua_State *L) {
     fmd_lua_open_optim(L);
     fmd_lua_open_image(L);
     fmd_lua_open_serialize(L);
-    fmd_lua_open_faces(L);
+    fmd_lua_open_facegen(L);
     fmd_lua_open_metrics(L);
     fmd_lua_open_json(L);
+    fmd_lua_open_video(L);
+    fmd_lua_open_dist(L);
     lua_pushstring(L, FMD_VERSION);
     lua_setfield(L, -2, "version");
     return 1;

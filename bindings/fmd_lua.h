@@ -43,8 +43,17 @@ void fmd_lua_open_optim(lua_State *L);
 void fmd_lua_open_sys(lua_State *L);
 void fmd_lua_open_image(lua_State *L);
 void fmd_lua_open_serialize(lua_State *L);
-void fmd_lua_open_faces(lua_State *L);
+void fmd_lua_open_facegen(lua_State *L);
 void fmd_lua_open_metrics(lua_State *L);
 void fmd_lua_open_json(lua_State *L);
+void fmd_lua_open_video(lua_State *L);
+void fmd_lua_open_dist(lua_State *L);
+/* data-parallel runs (lua_dist.c): MPI starts when an MPI launcher started
+ * this process, or force (fmd --dist); -1 after printing why it cannot */
+int fmd_lua_dist_autostart(int force);
+int fmd_lua_dist_active(void);
+/* one rank's uncaught error ends every rank's process ("rank R: msg" and
+ * MPI_Abort); returns at once when fmd does not run as several ranks */
+void fmd_lua_dist_fail(const char *msg);
 
 #endif

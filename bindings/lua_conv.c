@@ -1,5 +1,5 @@
 /* lua_conv.c - raw bindings of convolution, pooling and padding
- * (engine/nn_conv.c, engine/nn_pool.c, engine/nn_pad.c). Every size is a
+ * (engine/nn_conv*.c, engine/nn_pool.c, engine/nn_pad.c). Every size is a
  * plain integer here; the friendly API (numbers or pairs, defaults) is
  * fmd.nn.functional, written on top of
  * these exact names:

@@ -46,6 +46,13 @@ static int l_image_resize(lua_State *L) {
     return push_or_raise(L, fmd_image_resize(t, h, w, lua_toboolean(L, 4)));
 }
 
+/* image_resize_tf(img, h, w): TensorFlow's resize_bilinear (fmd.detect) */
+static int l_image_resize_tf(lua_State *L) {
+    fmd_tensor *t = fmd_lua_check_tensor(L, 1);
+    lua_Integer h = luaL_checkinteger(L, 2), w = luaL_checkinteger(L, 3);
+    return push_or_raise(L, fmd_image_resize_tf(t, h, w));
+}
+
 /* image_crop(img, top, left, h, w [, fill = 0]): 1-based top/left of the
  * window; rows/columns outside the image (top < 1 ...) are fill */
 static int l_image_crop(lua_State *L) {
@@ -238,7 +245,25 @@ static int l_sample_seed(lua_State *L) {
     return 1;
 }
 
-/* loader_order(n, shuffle, seed, epoch) -> array of 1-based indices */
+/* data-parallel shard {batch_size, drop_last, count, rank} at t (a table or
+ * nil: *count = 0) */
+static void check_shard(lua_State *L, int t, int64_t *bs, int *drop_last, int *count, int *rank) {
+    *count = 0;
+    if (lua_isnoneornil(L, t)) return;
+    luaL_checktype(L, t, LUA_TTABLE);
+    *bs = field_int(L, t, "batch_size", 1);
+    *count = (int)field_int(L, t, "count", 1);
+    *rank = (int)field_int(L, t, "rank", 0);
+    lua_getfield(L, t, "drop_last");
+    *drop_last = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (*bs < 1 || *count < 1 || *rank < 0 || *rank >= *count)
+        luaL_error(L, "loader shard: needs batch_size >= 1 and rank in 0..count-1");
+}
+
+/* loader_order(n, shuffle, seed, epoch [, shard]) -> array of 1-based
+ * indices; with shard = {batch_size, drop_last, count, rank} only that
+ * rank's part (fmd_loader_shard) */
 static int l_loader_order(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     /* a Lua table holds at most 2^31 - 1 items; checked before malloc */
@@ -246,10 +271,14 @@ static int l_loader_order(lua_State *L) {
     /* every argument is read (and may raise) before the malloc */
     uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 0);
     lua_Integer epoch = luaL_optinteger(L, 4, 0);
+    int64_t bs = 1;
+    int drop_last = 0, count, rank = 0;
+    check_shard(L, 5, &bs, &drop_last, &count, &rank);
     lua_createtable(L, (int)n, 0);
     int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!ord) return luaL_error(L, "loader_order: out of memory");
     fmd_loader_order(n, lua_toboolean(L, 2), seed, epoch, ord);
+    if (count > 1) n = fmd_loader_shard(ord, n, bs, drop_last, count, rank);
     for (lua_Integer i = 0; i < n; i++) {
         lua_pushinteger(L, ord[i] + 1);
         lua_rawseti(L, -2, i + 1);
@@ -339,7 +368,7 @@ static fmd_loader **check_loader(lua_State *L, int idx) {
 }
 
 /* Loader(paths, labels, ops, {batch_size, shuffle, drop_last, num_workers,
- * prefetch, seed}) */
+ * prefetch, seed, skip_bad, shard_count, shard_rank}) */
 static int l_loader_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -351,6 +380,8 @@ static int l_loader_new(lua_State *L) {
     o.num_workers = (int)field_int(L, 4, "num_workers", 0);
     o.prefetch = (int)field_int(L, 4, "prefetch", 0);
     o.seed = (uint64_t)field_int(L, 4, "seed", 0);
+    o.shard_count = (int)field_int(L, 4, "shard_count", 0);
+    o.shard_rank = (int)field_int(L, 4, "shard_rank", 0);
     lua_getfield(L, 4, "shuffle");
     o.shuffle = lua_toboolean(L, -1);
     lua_getfield(L, 4, "drop_last");
@@ -425,11 +456,6 @@ static int l_loader_skipped(lua_State *L) {
     return 2;
 }
 
-static int l_loader_num_batches(lua_State *L) {
-    lua_pushinteger(L, fmd_loader_num_batches(*check_loader(L, 1)));
-    return 1;
-}
-
 static int l_loader_gc(lua_State *L) {
     fmd_loader **p = luaL_checkudata(L, 1, FMD_LOADER_MT);
     fmd_loader_free(*p);
@@ -447,7 +473,7 @@ void fmd_lua_open_image(lua_State *L) {
 
     static const luaL_Reg loader_methods[] = {
         {"start", l_loader_start}, {"next", l_loader_next}, {"stop", l_loader_stop},
-        {"num_batches", l_loader_num_batches}, {"skipped", l_loader_skipped}, {"free", l_loader_gc},
+        {"skipped", l_loader_skipped}, {"free", l_loader_gc},
         {NULL, NULL}};
     luaL_newmetatable(L, FMD_LOADER_MT);
     luaL_newlib(L, loader_methods);
@@ -462,7 +488,7 @@ void fmd_lua_open_image(lua_State *L) {
 
     static const luaL_Reg fns[] = {
         {"load_image", l_load_image}, {"decode_image", l_decode_image}, {"save_image", l_save_image},
-        {"image_resize", l_image_resize}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
+        {"image_resize", l_image_resize}, {"image_resize_tf", l_image_resize_tf}, {"image_crop", l_image_crop}, {"image_hflip", l_image_hflip},
         {"image_normalize", l_image_normalize}, {"Rng", l_rng_new}, {"transform_apply", l_transform_apply},
         {"sample_seed", l_sample_seed}, {"loader_order", l_loader_order}, {"stack_batch", l_stack_batch},
         {"Loader", l_loader_new}, {"image_format", l_image_format}, {NULL, NULL}};

@@ -1,29 +1,37 @@
 /*
  * lua_metrics.c - fmd.core._metrics, the C side of lib/fmd/metrics.lua
- * (engine/metrics.c does the maths). scores and labels are Lua arrays of
- * numbers or 1-D tensors; results are Lua arrays and numbers.
+ * (engine/metrics.c does the maths). Labels come first, as scikit-learn's
+ * (y_true, y_score): labels and scores are Lua arrays of numbers or 1-D
+ * tensors; results are Lua arrays and numbers.
  *
- *   roc_curve(scores, labels)              -> fpr, tpr, thresholds
- *   det_curve(scores, labels)              -> fpr, fnr, thresholds
- *   precision_recall_curve(scores, labels) -> precision, recall, thresholds
- *   roc_auc / average_precision(scores, labels) -> number
- *   eer(scores, labels)                    -> eer, threshold
- *   accuracy(scores, labels, threshold)    -> fraction
- *   confusion(scores, labels, threshold)   -> {tn=, fp=, fn=, tp=, {tn, fp}, {fn, tp}}
+ *   roc_curve(labels, scores)              -> fpr, tpr, thresholds
+ *   det_curve(labels, scores)              -> fpr, fnr, thresholds
+ *   precision_recall_curve(labels, scores) -> precision, recall, thresholds
+ *   roc_auc / average_precision(labels, scores) -> number
+ *   eer(labels, scores)                    -> eer, threshold
+ *   accuracy(labels, predictions)          -> fraction (predictions 0 or 1)
+ *   accuracy(labels, scores, threshold)    -> fraction (fake when score >= threshold)
+ *   confusion(labels, predictions)         -> {tn=, fp=, fn=, tp=, {tn, fp}, {fn, tp}}
+ *   confusion(labels, scores, threshold)   -> the same
  *
- * Every input problem (type, length, empty, NaN/inf score, label not 0/1,
- * a class the function needs missing) raises one line naming the function.
+ * Every input problem (type, length, empty, label not 0/1, NaN/inf score,
+ * a prediction not 0/1, a class the function needs missing) raises one
+ * line naming the function; a label not 0/1 also says the argument order,
+ * the likely cause when porting from another library.
  * Buffers are userdata on the Lua stack, so an error frees them.
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "fmd_lua.h"
 
 typedef struct {
     const char *fn;        /* the Lua function's name, for messages */
-    double *s, *y;         /* scores, labels (n,) */
+    const char *second;    /* what argument 2 holds: "scores" or "predictions" */
+    double *y, *s;         /* labels, scores (n,) */
     int64_t n, P, N;       /* samples, fakes (1), reals (0) */
 } inputs;
 
@@ -80,34 +88,52 @@ static double *vec_read(lua_State *L, const inputs *in, int arg, const char *wha
     return v;
 }
 
-/* reads and checks scores (arg 1) and labels (arg 2) for in->fn */
+/* index (1-based) of the first of v (n,) that is neither 0 nor 1, else 0 */
+static int64_t first_not_01(const double *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] != 0 && v[i] != 1) return i + 1;
+    return 0;
+}
+
+/* v in the fewest digits that read back as v (0.73, not 0.72999999999999998) */
+static const char *num_str(char buf[32], double v) {
+    snprintf(buf, 32, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, 32, "%.17g", v);
+    return buf;
+}
+
+/* the error for labels[at] not 0 or 1: says the order, the likely cause
+ * (scores passed first), in scikit-learn's names of the arguments */
+static int fail_label(lua_State *L, const inputs *in, int64_t at) {
+    char buf[32];
+    return fail(L, "%s(labels, %s): labels must be 0 or 1, got %s at index %I (the order is labels first, "
+                "as scikit-learn's y_true, %s)", in->fn, in->second, num_str(buf, in->y[at - 1]), (lua_Integer)at,
+                strcmp(in->second, "predictions") ? "y_score" : "y_pred");
+}
+
+/* reads and checks labels (arg 1) and in->second (arg 2) for in->fn */
 static void check_inputs(lua_State *L, inputs *in, int need, const char *curve) {
-    int64_t ns = vec_len(L, in, 1, "scores"), ny = vec_len(L, in, 2, "labels");
-    if (ns != ny) fail(L, "%s: scores has %I entries but labels has %I", in->fn, (lua_Integer)ns, (lua_Integer)ny);
-    if (ns == 0) fail(L, "%s: scores and labels are empty", in->fn);
+    const char *sn = in->second;
+    int64_t ny = vec_len(L, in, 1, "labels"), ns = vec_len(L, in, 2, sn);
+    if (ns != ny) fail(L, "%s: labels has %I entries but %s has %I", in->fn, (lua_Integer)ny, sn, (lua_Integer)ns);
+    if (ns == 0) fail(L, "%s: labels and %s are empty", in->fn, sn);
     in->n = ns;
-    in->s = vec_read(L, in, 1, "scores", ns);
-    in->y = vec_read(L, in, 2, "labels", ns);
+    in->y = vec_read(L, in, 1, "labels", ns);
+    int64_t bad = first_not_01(in->y, ns);
+    if (bad) fail_label(L, in, bad);
+    in->s = vec_read(L, in, 2, sn, ns);
     int64_t nan = 0, inf = 0, first_nan = 0, first_inf = 0;
     for (int64_t i = 0; i < ns; i++) {
         double x = in->s[i];
         if (isnan(x)) { if (!nan++) first_nan = i + 1; }
         else if (isinf(x)) { if (!inf++) first_inf = i + 1; }
     }
-    if (nan) fail(L, "%s: scores hold %I NaN value%s (the first at index %I)", in->fn, (lua_Integer)nan,
+    if (nan) fail(L, "%s: %s hold %I NaN value%s (the first at index %I)", in->fn, sn, (lua_Integer)nan,
                   nan > 1 ? "s" : "", (lua_Integer)first_nan);
-    if (inf) fail(L, "%s: scores hold %I infinite value%s (the first at index %I); scores must be finite",
-                  in->fn, (lua_Integer)inf, inf > 1 ? "s" : "", (lua_Integer)first_inf);
+    if (inf) fail(L, "%s: %s hold %I infinite value%s (the first at index %I); %s must be finite",
+                  in->fn, sn, (lua_Integer)inf, inf > 1 ? "s" : "", (lua_Integer)first_inf, sn);
     in->P = 0;
-    for (int64_t i = 0; i < ns; i++) {
-        double y = in->y[i];
-        if (y != 0 && y != 1) {
-            char buf[32];
-            snprintf(buf, sizeof buf, "%.17g", y);
-            fail(L, "%s: labels[%I] is %s; labels must be 0 (real) or 1 (fake)", in->fn, (lua_Integer)i + 1, buf);
-        }
-        in->P += y == 1;
-    }
+    for (int64_t i = 0; i < ns; i++) in->P += in->y[i] == 1;
     in->N = ns - in->P;
     if (need == NEED_BOTH && (in->P == 0 || in->N == 0))
         fail(L, "%s: labels hold only class %s; %s needs both real (0) and fake (1)", in->fn,
@@ -121,7 +147,7 @@ static void clf_curve(lua_State *L, const inputs *in, fmd_clf_curve *c) {
     c->fps = buffer(L, in->n);
     c->tps = buffer(L, in->n);
     c->thr = buffer(L, in->n);
-    if (fmd_binary_clf_curve(in->s, in->y, in->n, c) < 0) fmd_lua_error(L);
+    if (fmd_binary_clf_curve(in->y, in->s, in->n, c) < 0) fmd_lua_error(L);
 }
 
 static void push_array(lua_State *L, const double *v, int64_t n) {
@@ -141,7 +167,7 @@ static int push_curve(lua_State *L, const double *a, const double *b, const doub
 }
 
 static int l_roc_curve(lua_State *L) {
-    inputs in = {.fn = "roc_curve"};
+    inputs in = {.fn = "roc_curve", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_BOTH, "ROC");
     clf_curve(L, &in, &c);
@@ -151,7 +177,7 @@ static int l_roc_curve(lua_State *L) {
 }
 
 static int l_det_curve(lua_State *L) {
-    inputs in = {.fn = "det_curve"};
+    inputs in = {.fn = "det_curve", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_BOTH, "DET");
     clf_curve(L, &in, &c);
@@ -161,7 +187,7 @@ static int l_det_curve(lua_State *L) {
 }
 
 static int l_precision_recall_curve(lua_State *L) {
-    inputs in = {.fn = "precision_recall_curve"};
+    inputs in = {.fn = "precision_recall_curve", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_FAKE, "precision-recall");
     clf_curve(L, &in, &c);
@@ -171,7 +197,7 @@ static int l_precision_recall_curve(lua_State *L) {
 }
 
 static int l_roc_auc(lua_State *L) {
-    inputs in = {.fn = "roc_auc"};
+    inputs in = {.fn = "roc_auc", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_BOTH, "ROC");
     clf_curve(L, &in, &c);
@@ -180,7 +206,7 @@ static int l_roc_auc(lua_State *L) {
 }
 
 static int l_average_precision(lua_State *L) {
-    inputs in = {.fn = "average_precision"};
+    inputs in = {.fn = "average_precision", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_FAKE, "precision-recall");
     clf_curve(L, &in, &c);
@@ -189,7 +215,7 @@ static int l_average_precision(lua_State *L) {
 }
 
 static int l_eer(lua_State *L) {
-    inputs in = {.fn = "eer"};
+    inputs in = {.fn = "eer", .second = "scores"};
     fmd_clf_curve c;
     check_inputs(L, &in, NEED_BOTH, "EER");
     clf_curve(L, &in, &c);
@@ -200,14 +226,28 @@ static int l_eer(lua_State *L) {
     return 2;
 }
 
-/* checked inputs and threshold (arg 3) -> cm = {tn, fp, fn, tp} */
+/* cm = {tn, fp, fn, tp} of labels (arg 1) and either 0/1 predictions
+ * (arg 2, no arg 3) or scores (arg 2) and a threshold (arg 3) */
 static void confusion(lua_State *L, inputs *in, int64_t cm[4]) {
+    int scored = !lua_isnoneornil(L, 3);
+    in->second = scored ? "scores" : "predictions";
     check_inputs(L, in, NEED_NONE, NULL);
-    int isnum;
-    double thr = lua_tonumberx(L, 3, &isnum);
-    if (!isnum) fail(L, "%s: threshold must be a number (got %s)", in->fn, luaL_typename(L, 3));
-    if (isnan(thr)) fail(L, "%s: threshold is NaN", in->fn);
-    fmd_confusion(in->s, in->y, in->n, thr, cm);
+    double thr = 0.5;   /* predictions: 1 >= 0.5 > 0 */
+    if (scored) {
+        int isnum;
+        thr = lua_tonumberx(L, 3, &isnum);
+        if (!isnum) fail(L, "%s: threshold must be a number (got %s)", in->fn, luaL_typename(L, 3));
+        if (isnan(thr)) fail(L, "%s: threshold is NaN", in->fn);
+    } else {
+        int64_t bad = first_not_01(in->s, in->n);
+        if (bad) {
+            char buf[32];
+            fail(L, "%s(labels, predictions): predictions must be 0 or 1, got %s at index %I (for scores, "
+                 "give a threshold: %s(labels, scores, threshold))", in->fn, num_str(buf, in->s[bad - 1]),
+                 (lua_Integer)bad, in->fn);
+        }
+    }
+    fmd_confusion(in->y, in->s, in->n, thr, cm);
 }
 
 static int l_accuracy(lua_State *L) {

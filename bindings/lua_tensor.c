@@ -429,7 +429,7 @@ static int get_property(lua_State *L, fmd_tensor *t, const char *k) {
     }
     if (!strcmp(k, "requires_grad")) { lua_pushboolean(L, t->requires_grad); return 1; }
     if (!strcmp(k, "is_leaf")) { lua_pushboolean(L, t->grad_fn == NULL); return 1; }
-    if (!strcmp(k, "grad_fn")) { if (t->grad_fn) lua_pushstring(L, t->grad_fn->name); else lua_pushnil(L); return 1; }
+    if (!strcmp(k, "grad_fn")) { lua_pushstring(L, fmd_grad_fn_name(t)); return 1; }   /* NULL pushes nil */
     if (!strcmp(k, "shape")) { lua_settop(L, 1); return l_size(L); }
     if (!strcmp(k, "ndim")) { lua_pushinteger(L, t->ndim); return 1; }
     lua_pushnil(L);

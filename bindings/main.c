@@ -102,6 +102,7 @@ static int docall(lua_State *L, int narg, int nres) {
 static int report(lua_State *L, int status) {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
+        fmd_lua_dist_fail(msg);   /* one of several ranks: "rank R: msg", and the whole job ends */
         fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error)");
         fflush(stderr);
         lua_pop(L, 1);
@@ -187,6 +188,11 @@ static int load_fmd(lua_State *L) {
     lua_pushstring(L, "fmd");
     int st = docall(L, 1, 1);
     if (st == LUA_OK) lua_setglobal(L, "fmd");
+    if (st == LUA_OK && fmd_lua_dist_active()) {   /* one of several ranks: lib/fmd/dist.lua sets it up */
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "fmd.dist");
+        st = docall(L, 1, 0);
+    }
     return report(L, st);
 }
 
@@ -341,6 +347,7 @@ static void usage(void) {
             "  -e code     run code\n"
             "  -i          enter the REPL after running the script\n"
             "  --seed N    fmd.manual_seed(N) first (default: seeded from the clock)\n"
+            "  --dist      start MPI even without mpirun (fmd.dist; under mpirun it starts anyway)\n"
             "  -v, --version  print the version\n"
             "  -h, --help  this help\n"
             "With no script, fmd starts the REPL (`fmd` is loaded as a global).\n",
@@ -378,6 +385,7 @@ static int pmain(lua_State *L) {
     char **argv = lua_touserdata(L, 2);
     int interactive = 0, ran = 0, script = 0;
     const char *seed = NULL;   /* --seed N: fmd.manual_seed(N) before anything runs */
+    int dist = 0;              /* --dist: MPI without a launcher (docs/distributed.md) */
     luaL_openlibs(L);
     set_paths(L);
     int i;
@@ -388,6 +396,7 @@ static int pmain(lua_State *L) {
         if (!strcmp(a, "-v") || !strcmp(a, "--version")) { printf("fmd %s (%s)\n", FMD_VERSION, LUA_RELEASE); ran = 1; continue; }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); lua_pushboolean(L, 1); return 1; }
         if (!strcmp(a, "-i")) { interactive = 1; continue; }
+        if (!strcmp(a, "--dist")) { dist = 1; continue; }
         if (!strcmp(a, "--seed")) {
             char *end = NULL;
             if (++i < argc) strtoll(argv[i], &end, 10);
@@ -406,6 +415,7 @@ static int pmain(lua_State *L) {
         usage();
         return 0;
     }
+    if (fmd_lua_dist_autostart(dist) != 0) return 0;
     if (load_fmd(L) != LUA_OK) return 0;
     if (seed) {
         lua_getglobal(L, "fmd");

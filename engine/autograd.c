@@ -1,5 +1,5 @@
 /* autograd.c - graph nodes, gradient accumulation and the backward pass. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,8 @@ int fmd_set_grad_enabled(int enabled) {
     grad_disabled = !enabled;
     return prev;
 }
+
+const char *fmd_grad_fn_name(const fmd_tensor *t) { return t->grad_fn ? t->grad_fn->name : NULL; }
 
 int fmd_needs_grad(int n, fmd_tensor *const *ts) {
     if (grad_disabled) return 0;

@@ -1,6 +1,34 @@
 /*
- * fmd.h - the fmd engine: float32 tensors, CPU kernels, reverse-mode autograd,
- * image IO. Pure C11; no Lua in here (Lua sees the engine only via bindings/).
+ * fmd.h - the fmd engine's public API: float32 tensors, CPU kernels,
+ * reverse-mode autograd, image IO. Pure C11; no Lua in here (Lua sees the
+ * engine only via bindings/). What the engine's files share among
+ * themselves (error setters, graph nodes, the thread pool's tasks, GEMM,
+ * SIMD clones, kernel pieces) is in engine/fmd_impl.h, the internal header.
+ *
+ * Where each area lives (engine/)
+ * -------------------------------
+ *   tensors      tensor.c      storage, lifetime, creation, RNG, views,
+ *                              copies, errors, checked sizes
+ *   autograd     autograd.c    graph nodes, gradient accumulation, backward
+ *   threads      thread.c      the pthread pool; fmd_sgemm, which splits a
+ *                              GEMM over it and picks the kernel
+ *   GEMM         gemm.c        fmd's own AVX-512 sgemm (else OpenBLAS)
+ *   ops          ops_elementwise.c (binary, scalar, unary, compare),
+ *                ops_reduce.c  (sum, mean, max, min, argmax, matmul)
+ *   nn kernels   nn_conv.c     conv2d: geometry, im2col + GEMM, 1x1, the
+ *                              choice of kernel, autograd; conv2d_fused
+ *                nn_conv_depthwise.c, nn_conv_direct.c  its depthwise and
+ *                              direct kernels
+ *                nn_conv_separable.c  sepconv2d, sepconv2d_fused
+ *                nn_linear.c, nn_pool.c, nn_norm.c, nn_dropout.c, nn_loss.c
+ *   optimizers   optim.c       SGD and Adam update kernels
+ *   image IO     image.c       PNG/JPEG decoding, PNG writing
+ *   transforms   transform.c   resize, crops, flip, normalize, augmentations,
+ *                              the transform chain the loader runs
+ *   loader       loader.c      threaded data loader
+ *   formats      safetensors.c, pth.c (PyTorch checkpoints, no Python)
+ *   metrics      metrics.c     ROC/DET/PR curves, AUC, AP, EER (sklearn's)
+ *   face generator  facegen.c  the procedural faces of the default data set
  *
  * Overview
  * --------
@@ -16,21 +44,19 @@
  *            operation and show shapes: "matmul: [2 x 3] and [4 x 5] do not
  *            match (3 ~= 4)". Only the bindings turn them into Lua errors.
  * Autograd.  Each op that sees an input with requires_grad (and grad mode on)
- *            records an fmd_node on its output: the node holds references to
+ *            records a graph node on its output: the node holds references to
  *            its inputs, saved tensors and a backward function. fmd_backward()
  *            walks the graph in reverse topological order, accumulating (+=)
  *            into .grad of leaves and of tensors that called retain_grad, and
  *            frees the graph as it goes (like PyTorch's retain_graph=False).
- *            The node never references its own output (no refcount cycles):
- *            ops that need their output in backward save an alias made by
- *            fmd_alias().
+ *            The node never references its own output (no refcount cycles).
  * Threads.   A small pthread pool (fmd_set_num_threads, default = cores).
- *            Kernels split an outer dimension: fn(ctx, ith, nth). Policy:
- *            BLAS is always single-threaded; fmd_sgemm splits large GEMMs over
- *            the pool itself, and inside a parallel region everything runs
- *            serially, so BLAS threads and fmd threads never nest. The
- *            single-threaded kernel is OpenBLAS or, where the CPU has AVX-512
- *            and OpenBLAS runs an AVX2 kernel, gemm.c's (fmd_gemm_backend).
+ *            Kernels split an outer dimension. Policy: BLAS is always
+ *            single-threaded; large GEMMs are split over the pool, and inside
+ *            a parallel region everything runs serially, so BLAS threads and
+ *            fmd threads never nest. The single-threaded kernel is OpenBLAS
+ *            or, where the CPU has AVX-512 and OpenBLAS runs an AVX2 kernel,
+ *            gemm.c's (fmd_gemm_backend).
  * Memory.    fmd_bytes_in_use() counts live storage bytes so the Lua binding
  *            can put GC pressure proportional to C allocations.
  */
@@ -45,41 +71,15 @@
 
 /* ------------------------------------------------------------------ errors */
 const char *fmd_error(void);                 /* last error of this thread */
-int fmd_fail(const char *fmt, ...)           /* set error, return -1 */
-    __attribute__((format(printf, 1, 2)));
-void *fmd_fail_null(const char *fmt, ...)    /* set error, return NULL */
-    __attribute__((format(printf, 1, 2)));
 /* formats "[2 x 3 x 4]" into buf (for messages); returns buf */
 char *fmd_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 
-/* ------------------------------------------------------- checked sizes */
-/* Every shape, stride, element and byte count the engine derives from
- * input (Lua arguments, file headers) goes through these, so nothing wraps.
- * A tensor's extent, the product of max(1, size) over its dims, is at most
- * FMD_MAX_NUMEL = 2^53: element counts, strides and offsets then fit in
- * int64 with room for sums of products, and are exact as doubles (Lua
- * numbers). Dims of size 0 count as 1 so that the strides of an empty
- * [0 x 2^40 x 2^40] are bounded too. Storage is further limited to
- * fmd_max_storage_bytes(). See docs/robustness.md. */
-#define FMD_MAX_NUMEL ((int64_t)1 << 53)
-/* 0 and *r = a * b (or a + b), or -1 when it does not fit in int64 */
-static inline int fmd_checked_mul(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r) ? -1 : 0; }
-static inline int fmd_checked_add(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r) ? -1 : 0; }
-/* 0 and *numel (may be NULL) when shape (ndim dims, each >= 0) has an
- * extent <= FMD_MAX_NUMEL; else -1 with "op: shape [..] ..." as the error */
-int fmd_check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel);
+
 /* largest storage one tensor may have, in bytes: the physical memory (at
  * most 2^39, below ASan's 2^40 allocation limit), or FMD_MAX_TENSOR_BYTES
- * from the environment (bytes, optional K/M/G/T suffix) */
+ * from the environment (bytes, optional K/M/G/T suffix); see fmd_impl.h's
+ * checked sizes and docs/robustness.md */
 uint64_t fmd_max_storage_bytes(void);
-/* Opens path for reading only if it is a regular file (a FIFO, device or
- * directory would block or mislead a reader), without blocking; *size gets
- * its length. NULL with "what: path ..." as the error. */
-#include <stdio.h>
-FILE *fmd_open_regular(const char *what, const char *path, int64_t *size);
-/* the largest image, in pixels, a decoder accepts: 2^26 (8192 x 8192, 768 MB
- * as floats), or FMD_MAX_IMAGE_PIXELS from the environment */
-int64_t fmd_max_image_pixels(void);
 
 /* -------------------------------------------------------- storage, tensor */
 typedef struct fmd_storage {
@@ -119,8 +119,6 @@ size_t fmd_bytes_in_use(void);              /* live storage bytes */
 fmd_tensor *fmd_empty(int ndim, const int64_t *shape);   /* uninitialised */
 fmd_tensor *fmd_zeros(int ndim, const int64_t *shape);
 fmd_tensor *fmd_full(int ndim, const int64_t *shape, float value);
-fmd_tensor *fmd_empty_like(const fmd_tensor *t);          /* contiguous */
-fmd_tensor *fmd_zeros_like(const fmd_tensor *t);
 fmd_tensor *fmd_arange(double start, double stop, double step);
 fmd_tensor *fmd_from_floats(int ndim, const int64_t *shape, const float *src);
 /* shorthand: fmd_new(2, B, C) */
@@ -153,7 +151,6 @@ fmd_tensor *fmd_index_select(fmd_tensor *t, int dim, const fmd_tensor *idx); /* 
 fmd_tensor *fmd_expand(fmd_tensor *t, int ndim, const int64_t *shape); /* stride-0 view, no grad */
 fmd_tensor *fmd_contiguous(fmd_tensor *t);  /* * ; t itself (retained) when already contiguous */
 fmd_tensor *fmd_clone(fmd_tensor *t);       /* * ; contiguous copy */
-fmd_tensor *fmd_alias(fmd_tensor *t);       /* same view, no autograd info */
 fmd_tensor *fmd_detach(fmd_tensor *t);      /* = alias: shares data, requires_grad 0 */
 int fmd_copy_(fmd_tensor *dst, const fmd_tensor *src); /* src broadcast to dst; no grad */
 int fmd_fill_(fmd_tensor *t, float v);
@@ -163,7 +160,6 @@ int fmd_fill_(fmd_tensor *t, float v);
 typedef enum { FMD_ADD, FMD_SUB, FMD_MUL, FMD_DIV, FMD_POW_T, FMD_MAXIMUM, FMD_MINIMUM } fmd_binop;
 fmd_tensor *fmd_binary(fmd_binop op, fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_add(fmd_tensor *a, fmd_tensor *b);
-fmd_tensor *fmd_sub(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_mul(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_div(fmd_tensor *a, fmd_tensor *b);
 fmd_tensor *fmd_add_scalar(fmd_tensor *a, float s);
@@ -192,117 +188,21 @@ fmd_tensor *fmd_argmax(fmd_tensor *a, int dim, int keepdim);  /* 0-based, no gra
 fmd_tensor *fmd_matmul(fmd_tensor *a, fmd_tensor *b);
 
 /* -------------------------------------------------------------- autograd */
-#define FMD_NODE_MAX_INPUTS 4
-#define FMD_NODE_MAX_SAVED 4
-typedef int (*fmd_backward_fn)(fmd_node *n, fmd_tensor *gout);
-struct fmd_node {
-    const char *name;                       /* op name, for messages */
-    fmd_backward_fn backward;               /* accumulates into inputs via fmd_accumulate_grad */
-    int ninputs;
-    fmd_tensor *inputs[FMD_NODE_MAX_INPUTS]; /* owned refs (may be NULL) */
-    fmd_tensor *saved[FMD_NODE_MAX_SAVED];  /* owned refs: aliases of data needed in backward */
-    int64_t iarg[16];                       /* small op parameters */
-    float farg[8];
-    void *ctx;                              /* op-specific malloc'd data, freed with free() */
-    int refcount;
-};
-
 int fmd_is_grad_enabled(void);              /* per thread */
 int fmd_set_grad_enabled(int enabled);      /* returns previous */
-/* true when grad mode is on and any of the n tensors requires grad */
-int fmd_needs_grad(int n, fmd_tensor *const *ts);
-/* new node with refs to the inputs; attach to out (sets requires_grad) */
-fmd_node *fmd_node_new(const char *name, fmd_backward_fn bw, int ninputs, fmd_tensor *const *inputs);
-void fmd_node_attach(fmd_tensor *out, fmd_node *n);   /* out takes the node's reference */
-/* t.grad += g (g same shape as t). No-op when t does not require grad. */
-int fmd_accumulate_grad(fmd_tensor *t, fmd_tensor *g);
-/* sums g (broadcast result) down to shape of t, then accumulates */
-int fmd_accumulate_grad_reduced(fmd_tensor *t, fmd_tensor *g);
 /* reverse mode from root; gradient may be NULL when root has one element */
 int fmd_backward(fmd_tensor *root, fmd_tensor *gradient);
 int fmd_set_requires_grad(fmd_tensor *t, int flag);   /* leaves only */
+/* the op that made t ("conv2d", ...; a non-leaf whose graph backward freed
+ * keeps it), or NULL for a leaf */
+const char *fmd_grad_fn_name(const fmd_tensor *t);
 
 /* --------------------------------------------------------------- threads */
-typedef void (*fmd_task_fn)(void *ctx, int ith, int nth);
 void fmd_set_num_threads(int n);            /* n >= 1 */
 int fmd_get_num_threads(void);
-/* runs fn(ctx, ith, nth) for ith = 0..nth-1 on the pool (caller is thread 0);
- * serial (nth = 1) when called from inside a parallel region */
-void fmd_parallel(fmd_task_fn fn, void *ctx);
-/* like fmd_parallel but uses at most max_nth threads */
-void fmd_parallel_n(fmd_task_fn fn, void *ctx, int max_nth);
-/* [begin, end) of n items for thread ith of nth */
-static inline void fmd_split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
-    int64_t chunk = (n + nth - 1) / nth;
-    *b = chunk * ith; if (*b > n) *b = n;
-    *e = *b + chunk; if (*e > n) *e = n;
-}
-int fmd_in_parallel(void);
-/* row-major C = alpha * op(A) op(B) + beta * C, single-threaded BLAS; splits
- * rows of C (or columns) over the pool when large and not already parallel */
-void fmd_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-               float *C, int64_t ldc);
-/* fmd's own single-threaded AVX-512 sgemm (gemm.c), same arguments as
- * fmd_sgemm: 0 when done, -1 when it cannot run here (no AVX-512, or no
- * memory for its packs), and then C is untouched. */
-int fmd_sgemm512(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                 float *C, int64_t ldc);
-/* the kernel fmd_sgemm uses: "fmd-avx512" or "openblas" (thread.c says when) */
+/* the single-threaded GEMM kernel every product runs on: "fmd-avx512"
+ * (gemm.c) or "openblas"; thread.c says when */
 const char *fmd_gemm_backend(void);
-
-/* ------------------------------------------------------ engine-internal */
-/* 1 when the CPU has AVX-512F: the kernels with an AVX-512 path of their own
- * (gemm.c, the direct conv's wide tiles) ask this. libgcc reads the CPU
- * once at start-up, so the call is a load. */
-static inline int fmd_cpu_avx512(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
-/* Hot loops are also compiled for AVX2+FMA (x86-64-v3) and, where wide
- * vectors pay, AVX-512 (v4), picked at load time: the build itself targets
- * x86-64-v2 so that one binary runs everywhere. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FMD_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define FMD_SIMD_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FMD_SIMD_CLONES
-#define FMD_SIMD_CLONES_V4
-#endif
-
-/* batch_norm's pieces that conv2d_fused's epilogue shares (nn_norm.c): the
- * per-channel y = x * scale + shift of an eval-mode batch_norm over C
- * channels, as fmd_batch_norm computes it (0 or -1), and its plane loop
- * y = x * a + b, then max(y, 0) when relu (y may be x) */
-int fmd_batch_norm_eval_coef(fmd_tensor *weight, fmd_tensor *bias, fmd_tensor *running_mean,
-                             fmd_tensor *running_var, int64_t C, float eps, float *scale, float *shift);
-void fmd_plane_affine(const float *x, float *y, int64_t n, float a, float b, int relu);
-
-/* direct conv2d, stride 1, no padding, dilation 1, groups 1
- * (nn_conv_direct.c): x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL,
- * y (N,O,H-KH+1,W-KW+1) written whole */
-typedef struct {
-    int64_t N, C, H, W, O, KH, KW;
-    const float *x, *w, *b;
-    float *y;
-} fmd_conv_direct;
-/* whether the direct kernel suits a conv with O output channels and input
- * width W (unit_geometry: stride 1, pad 0, dilation 1, groups 1, not 1x1) */
-int fmd_conv_direct_ok(int64_t O, int64_t W, int64_t KW, int unit_geometry);
-void fmd_conv_direct_run(const fmd_conv_direct *d);   /* split over the pool */
-/* its adjoint for the input: gy (N,O,OH,OW), w (O,C,KH,KW) ->
- * gx (N,C,OH+KH-1,OW+KW-1) written whole; -1 when out of memory */
-int fmd_conv_direct_input_grad(int64_t N, int64_t C, int64_t O, int64_t OH, int64_t OW, int64_t KH, int64_t KW,
-                               const float *gy, const float *w, float *gx);
-/* and for the weights: x (N,C,H,W), gy (N,O,H-KH+1,W-KW+1) -> gw (O,C,KH,KW)
- * and gb (O) or NULL, written whole; -1 when out of memory */
-int fmd_conv_direct_weight_grad(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
-                                const float *x, const float *gy, float *gw, float *gb);
 
 /* ------------------------------------------------------------- image IO */
 /* Decodes a PNG or JPEG (chosen by content) into a new 3 x H x W tensor in
@@ -313,11 +213,63 @@ fmd_tensor *fmd_image_decode(const uint8_t *buf, size_t len, const char *name);
  * writes path.tmp then renames. */
 int fmd_image_save_png(const char *path, const fmd_tensor *img);
 
+/* ------------------------------------------------ video (engine/video.c) */
+/* What a file is, the one place that decides it: by its first bytes, and
+ * for a video container without a signature (.ts, .h264 ...) by its
+ * extension. Returns "image" (a PNG or JPEG, fmd_image_load), "video" (a
+ * container fmd_video_open tries), or NULL with the reason as the error;
+ * *format (may be NULL) gets "png", "jpeg", "mp4", "matroska", ... */
+const char *fmd_file_kind(const char *path, const char **format);
+/* the container named by the first bytes (16 suffice, 192 for MPEG-TS),
+ * or NULL; PNG and JPEG are images, not videos */
+const char *fmd_video_format(const uint8_t *buf, size_t len);
+/* 1 when fmd was built with FFmpeg's libraries (else fmd_video_open fails) */
+int fmd_video_available(void);
+
+/* Frames are sampled as a stream: decoded in order, the unsampled ones
+ * dropped, so memory does not grow with the video's length. A frame is
+ * taken for target time T when its time t >= T - half a frame; a frame
+ * serves one target at most. Times are seconds from the first frame. */
+typedef enum {
+    FMD_VIDEO_FPS,      /* targets k / fps, k = 0, 1, ... */
+    FMD_VIDEO_FRAMES,   /* targets (k + 1/2) * duration / frames, k < frames */
+    FMD_VIDEO_ALL       /* every frame */
+} fmd_video_mode;
+typedef struct fmd_video_opts {
+    fmd_video_mode mode;
+    double fps;         /* FMD_VIDEO_FPS: samples per second of video, > 0 */
+    int64_t frames;     /* FMD_VIDEO_FRAMES: at most this many, >= 1 */
+    int threads;        /* decoder threads, 0 = fmd_get_num_threads() */
+} fmd_video_opts;
+typedef struct fmd_video_info {
+    int64_t width, height;  /* of the frames returned (after rotation) */
+    double fps;             /* average frame rate, 0 when unknown */
+    double duration;        /* seconds, 0 when unknown */
+    int64_t frames;         /* the container's count, else duration * fps */
+    int64_t samples;        /* frames the sampling is expected to return */
+    int rotation;           /* 0, 90, 180, 270: degrees turned clockwise */
+    char format[32], codec[32];
+} fmd_video_info;
+typedef struct fmd_video fmd_video;
+/* Opens path (a regular file) and decodes up to its first good frame, so a
+ * file that is not a video, has no video stream or no frame fails here.
+ * NULL with "video '<path>': ..." as the error. */
+fmd_video *fmd_video_open(const char *path, const fmd_video_opts *o);
+const fmd_video_info *fmd_video_get_info(const fmd_video *v);
+/* The next sampled frame: 1 with *frame (3, H, W) in [0, 1] (a new
+ * reference), *index (0-based position in the stream) and *time (s);
+ * 0 at the end; -1 on an error (the video stays usable for close). */
+int fmd_video_next(fmd_video *v, fmd_tensor **frame, int64_t *index, double *time);
+/* back to the start (reopens the file); the skipped count restarts too */
+int fmd_video_rewind(fmd_video *v);
+/* damaged frames skipped so far: packets the decoder refused and frames it
+ * marked corrupt */
+int64_t fmd_video_skipped(const fmd_video *v);
+void fmd_video_close(fmd_video *v);   /* NULL is fine */
+
 /* --- transforms and data loader (engine/transform.c, loader.c) --- */
-/* PNG writers: img values in [0, maxval] (maxval 255 for uint8 data); pix is
- * H x W x ch interleaved bytes, ch 1 or 3. Both write path.tmp, rename. */
+/* the same with values in [0, maxval] (maxval 255 for uint8 data) */
 int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float maxval);
-int fmd_image_save_png_u8(const char *path, const uint8_t *pix, int64_t h, int64_t w, int ch);
 /* "png" or "jpeg" from the first bytes (8 suffice), else NULL */
 const char *fmd_image_format(const uint8_t *buf, size_t len);
 /* Kernels on img (C,H,W); each returns a new contiguous tensor, no autograd.
@@ -325,23 +277,16 @@ const char *fmd_image_format(const uint8_t *buf, size_t len);
  * quantizes to 8 bits and uses PIL's fixed-point math, matching PIL's
  * im.resize(size, BILINEAR) on uint8 images exactly. Same size = copy. */
 fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8);
+/* resize_tf: bilinear as TensorFlow's resize_bilinear (align_corners and
+ * half_pixel_centers false; what face-api.js uses): source = dest * in/out,
+ * no antialiasing. Same size = copy. */
+fmd_tensor *fmd_image_resize_tf(fmd_tensor *img, int64_t oh, int64_t ow);
 /* out[c,y,x] = img[c, y+top, x+left], fill outside the image: pad + crop */
 fmd_tensor *fmd_image_pad_crop(fmd_tensor *img, int64_t top, int64_t left, int64_t oh, int64_t ow, float fill);
 fmd_tensor *fmd_image_hflip(fmd_tensor *img);
 /* (v - mean[c]) / std[c]; n = C values, or 1 for all channels */
 fmd_tensor *fmd_image_normalize(fmd_tensor *img, int n, const float *mean, const float *std);
 
-/* Augmentations on img (3,H,W) in [0, 1] (each refuses other values, e.g.
- * a normalized image, naming itself): new contiguous (3,H,W), no autograd.
- * jpeg: quantize to 8 bits, encode with libjpeg at `quality` (1..100,
- * 4:2:0, no optimize: PIL's Image.save(f, "JPEG", quality=q)), decode.
- * gaussian_blur: torchvision's gaussian_blur: kx x ky odd kernel (kx along
- * the width), sigmas > 0, reflect padding (needs kx/2 < W, ky/2 < H).
- * color_jitter: torchvision's adjust_brightness, adjust_contrast,
- * adjust_saturation in that order (factors >= 0; 1 = unchanged). */
-fmd_tensor *fmd_image_jpeg(fmd_tensor *img, int quality);
-fmd_tensor *fmd_image_gaussian_blur(fmd_tensor *img, int kx, int ky, float sigma_x, float sigma_y);
-fmd_tensor *fmd_image_color_jitter(fmd_tensor *img, float brightness, float contrast, float saturation);
 
 /* A transform chain the loader can run without Lua. Random ops draw from
  * the rng in op order, a fixed number of draws per op whatever is drawn:
@@ -391,11 +336,20 @@ typedef struct fmd_loader_opts {
     int skip_bad;        /* 1: an image that cannot be read or decoded is left out of its
                           * batch (the batch is smaller; a batch of only bad images is
                           * skipped) and reported by fmd_loader_skipped, not an error */
+    int shard_count;     /* > 1: data-parallel, read only part shard_rank (0-based) of */
+    int shard_rank;      /* each epoch's order: see fmd_loader_shard */
 } fmd_loader_opts;
+/* Data-parallel sharding of an epoch's order (lib/fmd/dist.lua): the order
+ * is cut into global batches of batch_size * count samples and rank takes
+ * its contiguous part of each, batch_size samples of a full one and, of a
+ * last one of m samples (none with drop_last), m / count, one more for the
+ * first m % count ranks. So every sample goes to one rank, and the rank's
+ * k-th batch is its part of global batch k. order (n) is compacted in place
+ * to the rank's part, whose length is returned; order NULL only counts. */
+int64_t fmd_loader_shard(int64_t *order, int64_t n, int64_t batch_size, int drop_last, int count, int rank);
 /* copies paths, labels and tf */
 fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *labels,
                            const fmd_transform *tf, const fmd_loader_opts *opts);
-int64_t fmd_loader_num_batches(const fmd_loader *l);
 int fmd_loader_start(fmd_loader *l, int64_t epoch);   /* stops a running epoch first */
 /* 1 = batch returned (caller owns both), 0 = epoch done, -1 = error (a
  * worker's message, with the file name); errors repeat until restarted */
@@ -406,13 +360,13 @@ void fmd_loader_stop(fmd_loader *l);                  /* joins workers, frees ba
 int64_t fmd_loader_skipped(fmd_loader *l, char *buf, size_t n);
 void fmd_loader_free(fmd_loader *l);                  /* NULL is fine */
 
-/* --- procedural faces (engine/faces.c) --- */
-/* Generated face images for the default data set (docs/faces.md). Each image
+/* --- the face generator (engine/facegen.c) --- */
+/* Generated face images for the default data set (docs/facegen.md). Each image
  * is a pure function of (kind, seed, target_seed, params). */
-typedef enum { FMD_FACE_REAL = 0, FMD_FACE_SWAP = 1, FMD_FACE_GAN = 2 } fmd_face_kind;
-/* Strengths of the fake traces, tuned in one place (fmd_faces_default_params);
+typedef enum { FMD_FACEGEN_REAL = 0, FMD_FACEGEN_SWAP = 1, FMD_FACEGEN_GAN = 2 } fmd_facegen_kind;
+/* Strengths of the fake traces, tuned in one place (fmd_facegen_default_params);
  * `strength` multiplies all of them, 0 turns a trace off. */
-typedef struct fmd_faces_params {
+typedef struct fmd_facegen_params {
     int size;              /* images are 3 x size x size (256) */
     float strength;        /* global multiplier on every fake trace (1) */
     float swap_color;      /* residual colour-transfer gain/offset mismatch */
@@ -425,28 +379,28 @@ typedef struct fmd_faces_params {
     float gan_smooth;      /* texture lost through the half-resolution bottleneck */
     float gan_color;       /* saturation/tint/tone shift */
     float noise;           /* mean sensor-noise std of camera images */
-} fmd_faces_params;
-void fmd_faces_default_params(fmd_faces_params *p);
+} fmd_facegen_params;
+void fmd_facegen_default_params(fmd_facegen_params *p);
 /* 64-bit seed of one image from (seed, dataset, split, class, index) */
-uint64_t fmd_faces_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
-                        int64_t index);
+uint64_t fmd_facegen_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
+                          int64_t index);
 /* One image (3 x S x S in [0,1]). REAL: a camera image of identity `seed`.
  * SWAP: the REAL image of target_seed with the inner face of identity `seed`
  * blended in. GAN: identity `seed` through a generator path. params NULL =
  * defaults; *mask (optional) gets the 1 x S x S swap blend mask (zeros for
  * the other kinds). */
-fmd_tensor *fmd_face_render(fmd_face_kind kind, uint64_t seed, uint64_t target_seed,
-                            const fmd_faces_params *params, fmd_tensor **mask);
-typedef struct fmd_face_job {
-    fmd_face_kind kind;
+fmd_tensor *fmd_facegen_render(fmd_facegen_kind kind, uint64_t seed, uint64_t target_seed,
+                               const fmd_facegen_params *params, fmd_tensor **mask);
+typedef struct fmd_facegen_job {
+    fmd_facegen_kind kind;
     uint64_t seed, target_seed;
     const char *path;      /* PNG written here (directory must exist) */
-} fmd_face_job;
+} fmd_facegen_job;
 /* renders and writes the jobs as PNGs on the thread pool; 0 or -1 */
-int fmd_faces_write(const fmd_face_job *jobs, int n, const fmd_faces_params *params);
+int fmd_facegen_write(const fmd_facegen_job *jobs, int n, const fmd_facegen_params *params);
 /* mkdir -p dir; returns the number of *.png in it (removed first when
  * clear), or -1 */
-int fmd_faces_prepare_dir(const char *dir, int clear);
+int fmd_facegen_prepare_dir(const char *dir, int clear);
 
 /* ------------------------------------------------- nn ops (engine/nn_*.c) */
 /* All record autograd; shapes: x is (N,C,H,W), w is (O, C/groups, KH, KW). */
@@ -516,8 +470,6 @@ void fmd_tensor_dict_free(fmd_tensor_dict *d);  /* frees contents, not d itself 
 /* appends (copy of name, new reference to t); -1 on a duplicate name */
 int fmd_tensor_dict_add(fmd_tensor_dict *d, const char *name, fmd_tensor *t);
 int fmd_tensor_dict_add_meta(fmd_tensor_dict *d, const char *key, const char *val);
-float fmd_half_to_float(uint16_t h);           /* IEEE binary16 */
-float fmd_bf16_to_float(uint16_t b);           /* bfloat16 */
 /* safetensors: F32 written (tensors in name order, header padded to 8 bytes
  * like the reference implementation); F32/F16/BF16/F64/I64/I32/I16/I8/U8/BOOL
  * read as float32. Save writes path.tmp then renames. */
@@ -551,17 +503,15 @@ int fmd_adam_step(float *p, const float *g, float *m, float *v, float *vmax, int
 /* --- detection metrics (engine/metrics.c) --- */
 /* scikit-learn 1.2's binary ranking metrics on doubles. The caller checks
  * the inputs: n >= 1, finite scores, labels y 0 or 1 (1 = positive = fake);
- * P = positives, N = negatives. See docs/metrics.md. */
-/* order (n,) gets the 0-based ids of v (n,) from largest to smallest, ties
- * in index order (stable); -1 when out of memory or n >= 2^31 */
-int fmd_argsort_desc(const double *v, int64_t n, int64_t *order);
+ * P = positives, N = negatives. Labels come before scores, as sklearn's
+ * (y_true, y_score). See docs/metrics.md. */
 /* sklearn's _binary_clf_curve: m points, one per distinct score from the
  * highest down, with the counts of positives/negatives scoring >= thr[k] */
 typedef struct fmd_clf_curve {
     int64_t m;
     double *fps, *tps, *thr;     /* (n,) buffers of the caller */
 } fmd_clf_curve;
-int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c); /* n < 2^30 */
+int fmd_binary_clf_curve(const double *y, const double *score, int64_t n, fmd_clf_curve *c); /* n < 2^30 */
 /* roc_curve(drop_intermediate=False): (m+1,) each; needs P, N > 0 */
 void fmd_roc_curve(const fmd_clf_curve *c, double *fpr, double *tpr, double *thr);
 /* det_curve: (m,) buffers; returns the number of points; needs P, N > 0 */
@@ -573,6 +523,6 @@ double fmd_average_precision(const fmd_clf_curve *c);  /* needs P > 0 */
 /* equal error rate and its threshold, interpolated on the ROC; P, N > 0 */
 void fmd_eer(const fmd_clf_curve *c, double *eer, double *thr);
 /* cm = {tn, fp, fn, tp}, predicted positive when score >= threshold */
-void fmd_confusion(const double *score, const double *y, int64_t n, double threshold, int64_t cm[4]);
+void fmd_confusion(const double *y, const double *score, int64_t n, double threshold, int64_t cm[4]);
 
 #endif

@@ -24,7 +24,7 @@
  * One thread on a Zen 5 core: 250-258 GFLOP/s on 728 x 256 x 728, 211-225
  * on 728 x 8192 x 728, 213-236 on 2048^3 (OpenBLAS's Haswell kernel
  * 120-130, the AVX-512 FMA peak 265; docs/performance.md, changes 17-21). */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

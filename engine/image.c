@@ -17,7 +17,7 @@
 #include <jerror.h>
 #include <png.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* Refuse absurd headers before allocating (an 800 KB PNG can claim
  * 16384 x 16384, 3 GB of floats): fmd_max_image_pixels(), 2^26 by default. */
@@ -414,23 +414,4 @@ int fmd_image_save_png_scaled(const char *path, const fmd_tensor *img, float max
 
 int fmd_image_save_png(const char *path, const fmd_tensor *img) {
     return fmd_image_save_png_scaled(path, img, 1.0f);
-}
-
-typedef struct {
-    const uint8_t *pix;
-    int64_t w;
-    int ch;
-} u8_src;
-
-static void u8_row(const void *ctx, int64_t y, uint8_t *row) {
-    const u8_src *s = ctx;
-    memcpy(row, s->pix + y * s->w * s->ch, (size_t)s->w * s->ch);
-}
-
-// pix is (H, W, ch) interleaved, ch 1 or 3
-int fmd_image_save_png_u8(const char *path, const uint8_t *pix, int64_t h, int64_t w, int ch) {
-    if (!pix || (ch != 1 && ch != 3))
-        return fmd_fail("save_png '%s': need 1 or 3 interleaved channels, got %d", path, ch);
-    u8_src s = {pix, w, ch};
-    return write_png(path, h, w, ch, u8_row, &s);
 }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 typedef struct {
     int64_t batch;          /* batch index this slot is filling */
@@ -54,7 +54,20 @@ struct fmd_loader {
     char skipped[4096];        /* messages not yet reported, one per line */
 };
 
-int64_t fmd_loader_num_batches(const fmd_loader *l) { return l->nbatches; }
+int64_t fmd_loader_shard(int64_t *order, int64_t n, int64_t batch_size, int drop_last, int count, int rank) {
+    int64_t g;   /* global batch */
+    if (fmd_checked_mul(batch_size, count, &g)) g = INT64_MAX;
+    int64_t full = n / g, m = drop_last ? 0 : n - full * g;
+    int64_t q = m / count, extra = m % count;
+    int64_t part = q + (rank < extra), off = rank * q + (rank < extra ? rank : extra);
+    if (!order) return full * batch_size + part;
+    /* reads never fall behind writes (g * k + rank * batch_size + j >= batch_size * k + j) */
+    int64_t k = 0;
+    for (int64_t b = 0; b < full; b++)
+        for (int64_t j = 0; j < batch_size; j++) order[k++] = order[b * g + rank * batch_size + j];
+    for (int64_t j = 0; j < part; j++) order[k++] = order[full * g + off + j];
+    return k;
+}
 
 static int64_t batch_size_of(const fmd_loader *l, int64_t b) {
     int64_t start = b * l->o.batch_size, end = start + l->o.batch_size;
@@ -163,6 +176,8 @@ fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *lab
         return fmd_fail_null("loader: num_workers %d must be in 0..64", opts->num_workers);
     if (opts->prefetch < 0 || opts->prefetch > 64)
         return fmd_fail_null("loader: prefetch %d must be in 0..64", opts->prefetch);
+    if (opts->shard_count > 1 && (opts->shard_rank < 0 || opts->shard_rank >= opts->shard_count))
+        return fmd_fail_null("loader: shard rank %d is not in 0..%d", opts->shard_rank, opts->shard_count - 1);
     fmd_transform none = {0};
     if (!tf) tf = &none;
     if (fmd_transform_check(tf)) return NULL;
@@ -177,6 +192,10 @@ fmd_loader *fmd_loader_new(int64_t n, const char *const *paths, const float *lab
     l->nslots = opts->prefetch ? opts->prefetch : 2;
     l->nbatches = opts->drop_last ? n / opts->batch_size : (n + opts->batch_size - 1) / opts->batch_size;
     l->total = l->nbatches * opts->batch_size < n ? l->nbatches * opts->batch_size : n;
+    if (opts->shard_count > 1) {
+        l->total = fmd_loader_shard(NULL, n, opts->batch_size, opts->drop_last, opts->shard_count, opts->shard_rank);
+        l->nbatches = (l->total + opts->batch_size - 1) / opts->batch_size;
+    }
     l->paths = calloc((size_t)n + 1, sizeof(char *));
     l->labels = malloc(sizeof(float) * ((size_t)n + 1));
     l->order = malloc(sizeof(int64_t) * ((size_t)n + 1));
@@ -213,6 +232,8 @@ int fmd_loader_start(fmd_loader *l, int64_t epoch) {
     fmd_loader_stop(l);
     l->epoch = epoch;
     fmd_loader_order(l->n, l->o.shuffle, l->o.seed, epoch, l->order);
+    if (l->o.shard_count > 1)
+        fmd_loader_shard(l->order, l->n, l->o.batch_size, l->o.drop_last, l->o.shard_count, l->o.shard_rank);
     l->stop = 0;
     l->next_sample = 0;
     l->consumed = 0;

@@ -1,10 +1,11 @@
 /* metrics.c - detection metrics with scikit-learn 1.2's semantics
  * (sklearn/metrics/_ranking.py): the sorted cumulative counts of
- * _binary_clf_curve and the curves and numbers derived from them. Scores and
- * labels come in as doubles so results agree with sklearn's float64 to
- * ~1e-15. Inputs are checked by the caller (bindings/lua_metrics.c): n >= 1,
- * finite scores, labels 0 or 1, and the classes each function needs. */
-#include "fmd.h"
+ * _binary_clf_curve and the curves and numbers derived from them. Labels
+ * come first, then scores, as sklearn's (y_true, y_score), both as doubles
+ * so results agree with sklearn's float64 to ~1e-15. Inputs are checked by
+ * the caller (bindings/lua_metrics.c): n >= 1, finite scores, labels 0 or
+ * 1, and the classes each function needs. */
+#include "fmd_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,9 @@ static double key_value(uint64_t k) {
     return x;
 }
 
-/* v is (n,), n < 2^31; key, pay are (n,) outputs: the keys of v sorted
- * ascending (scores descending, ties in index order) and their payloads,
- * id i or, when y != NULL, 2 i + y[i] (so the curve needs no random access).
+/* v, y are (n,), n < 2^31; key, pay are (n,) outputs: the keys of v sorted
+ * ascending (scores descending, ties in index order) and their payloads
+ * 2 i + y[i] (so the curve needs no random access).
  * LSD radix sort, linear time (~10x faster than a comparison sort at 10^6),
  * over only the bits that differ between keys: float32 scores leave the low
  * 29 mantissa bits zero, so scores of a model in (0, 1) take 4 passes. */
@@ -43,12 +44,12 @@ static int radix_desc(const double *v, const double *y, int64_t n, uint64_t *key
     size_t (*hist)[RADIX_SIZE] = calloc(RADIX_PASSES, sizeof *hist);
     if (!kb || !pb || !hist) {
         free(kb); free(pb); free(hist);
-        return fmd_fail("argsort: out of memory for %lld scores", (long long)n);
+        return fmd_fail("binary_clf_curve: out of memory sorting %lld scores", (long long)n);
     }
     uint64_t all_or = 0, all_and = ~(uint64_t)0;
     for (int64_t i = 0; i < n; i++) {
         key[i] = desc_key(v[i]);
-        pay[i] = y ? 2 * (uint32_t)i + (y[i] != 0) : (uint32_t)i;
+        pay[i] = 2 * (uint32_t)i + (y[i] != 0);
         all_or |= key[i];
         all_and &= key[i];
     }
@@ -87,25 +88,11 @@ static int radix_desc(const double *v, const double *y, int64_t n, uint64_t *key
     return 0;
 }
 
-/* v is (n,), order is (n,): the 0-based ids of v from largest to smallest,
- * ties in index order (stable). */
-int fmd_argsort_desc(const double *v, int64_t n, int64_t *order) {
-    if (n <= 0) return 0;
-    if (n > INT32_MAX) return fmd_fail("argsort: %lld scores, at most 2^31 - 1 supported", (long long)n);
-    uint64_t *key = malloc((size_t)n * sizeof *key);
-    uint32_t *pay = malloc((size_t)n * sizeof *pay);
-    int r = key && pay ? radix_desc(v, NULL, n, key, pay)
-                       : fmd_fail("argsort: out of memory for %lld scores", (long long)n);
-    for (int64_t i = 0; r == 0 && i < n; i++) order[i] = pay[i];
-    free(key); free(pay);
-    return r;
-}
-
-/* score, y are (n,); fps, tps, thr are (n,) buffers of the caller. Fills
+/* y, score are (n,); fps, tps, thr are (n,) buffers of the caller. Fills
  * c->m <= n points, one per distinct score from the highest down: thr[k] is
  * the score, tps[k]/fps[k] count the positives/negatives scoring >= thr[k]
  * (sklearn's _binary_clf_curve without weights). */
-int fmd_binary_clf_curve(const double *score, const double *y, int64_t n, fmd_clf_curve *c) {
+int fmd_binary_clf_curve(const double *y, const double *score, int64_t n, fmd_clf_curve *c) {
     if (n <= 0) return fmd_fail("binary_clf_curve: no scores");
     if (n > INT32_MAX / 2) return fmd_fail("binary_clf_curve: %lld scores, at most 2^30 - 1 supported", (long long)n);
     uint64_t *key = malloc((size_t)n * sizeof *key);
@@ -226,10 +213,10 @@ void fmd_eer(const fmd_clf_curve *c, double *eer, double *thr) {
     *thr = (1 - t) * thr0 + t * c->thr[k];
 }
 
-/* score, y are (n,): counts of (true, predicted) with predicted fake when
+/* y, score are (n,): counts of (true, predicted) with predicted fake when
  * score >= threshold; cm = {tn, fp, fn, tp} (sklearn's confusion_matrix
  * read row by row). */
-void fmd_confusion(const double *score, const double *y, int64_t n, double threshold, int64_t cm[4]) {
+void fmd_confusion(const double *y, const double *score, int64_t n, double threshold, int64_t cm[4]) {
     cm[0] = cm[1] = cm[2] = cm[3] = 0;
     for (int64_t i = 0; i < n; i++) cm[2 * (y[i] != 0) + (score[i] >= threshold)]++;
 }

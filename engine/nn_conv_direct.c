@@ -20,7 +20,7 @@
  * no load or store leaves the row. Vectors are GCC vector extensions of 16
  * floats: AVX-512 registers in the x86-64-v4 clone (two per tile row, U =
  * 2), pairs of AVX2 registers in the v3 clone (U = 1). */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

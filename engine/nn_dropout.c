@@ -7,7 +7,7 @@
  * before any parallel work, so a fmd.manual_seed gives the same mask for any
  * thread count. p = 1 zeroes everything; eval or p = 0 is the identity (the
  * input itself is returned, like PyTorch). */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

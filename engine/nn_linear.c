@@ -9,7 +9,7 @@
  *            gw = gy^T @ x   (out x N) (N x in)
  *            gb = sum over N of gy
  * fmd_sgemm splits the larger side of each product over the thread pool. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * cross_entropy = mean over rows of (logsumexp(row) - row[target]), the
  * same stable log-softmax; its backward is (softmax - onehot) / N.
  * Sums run in double. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -21,7 +21,7 @@
  * every thread writes only its own channels (output, stats, gradients).
  * Sums run in double, and the variance is a second pass over (x - mean)^2,
  * so large planes and large means do not lose precision. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

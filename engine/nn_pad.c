@@ -4,7 +4,7 @@
  * Keras' stride-2 convolutions, which pad one zero row and column at the
  * bottom and right only (ZeroPadding2D(((0, 1), (0, 1)))), a border no
  * symmetric conv padding can give. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * time, planes split over the pool; PyTorch semantics (floor mode, padding
  * counts as -inf for max and as zeros in the divisor for avg, like
  * count_include_pad=True). */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

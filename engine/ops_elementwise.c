@@ -1,6 +1,6 @@
 /* ops_elementwise.c - broadcasting binary ops, scalar ops, unary maths,
  * clamp and comparisons; each forward with its backward below it. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -189,7 +189,6 @@ fmd_tensor *fmd_binary(fmd_binop op, fmd_tensor *a, fmd_tensor *b) {
 }
 
 fmd_tensor *fmd_add(fmd_tensor *a, fmd_tensor *b) { return fmd_binary(FMD_ADD, a, b); }
-fmd_tensor *fmd_sub(fmd_tensor *a, fmd_tensor *b) { return fmd_binary(FMD_SUB, a, b); }
 fmd_tensor *fmd_mul(fmd_tensor *a, fmd_tensor *b) { return fmd_binary(FMD_MUL, a, b); }
 fmd_tensor *fmd_div(fmd_tensor *a, fmd_tensor *b) { return fmd_binary(FMD_DIV, a, b); }
 

@@ -1,6 +1,6 @@
 /* ops_reduce.c - sum, mean, max, min, argmax over all elements or one dim;
  * and matmul. Each forward with its backward below it. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * the single-tensor path). The Lua optimizers (lib/fmd/optim/) keep the
  * state tensors and call these once per parameter per step. Elements are
  * independent, so big tensors are split over the thread pool. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 

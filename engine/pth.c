@@ -20,7 +20,7 @@
  * global - os.system, a user class, a pickled nn.Module - is refused by name.
  * Nothing is ever called; "calls" of allowed globals are interpreted here.
  */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -148,6 +148,8 @@ typedef struct pctx {
     uint8_t **bufs;             /* inflated zip entries */
     int depth;                  /* nested rebuild calls */
     long visits;                /* nodes walked by flatten */
+    uint64_t data_bytes;        /* storage bytes read from the file (inflated) */
+    uint64_t out_bytes;         /* float bytes of the tensors made so far */
     int nbufs;
 } pctx;
 
@@ -844,6 +846,7 @@ static pv *load_zip(pctx *c) {
                         (unsigned long long)e->usize, (unsigned long long)need), NULL;
         if (!(s->data = zip_read(c, e))) return NULL;
         s->located = 1;
+        c->data_bytes += e->usize;
     }
     return root;
 }
@@ -933,6 +936,18 @@ static fmd_tensor *make_tensor(pctx *c, const pv *t, const char *name) {
                     (long long)maxi, (long long)limit), NULL;
     if (fmd_check_shape("shape", t->ndim, t->shape, NULL))   /* an empty [0 x 2^40 x 2^40] */
         return perr(c, "tensor '%s': %s", name, fmd_error()), NULL;
+    /* Zero strides and views repeated from the memo let a few bytes name
+     * any number of elements, each copied out as a float. The tensors of a
+     * file may take at most 16 times its bytes (a 1-byte dtype is 4x; tied
+     * weights a few views more) plus 16 MiB, so a small file cannot make
+     * fmd allocate gigabytes. */
+    uint64_t budget = 16 * ((uint64_t)c->fsize + c->data_bytes) + (UINT64_C(1) << 24);
+    c->out_bytes += (uint64_t)numel * sizeof(float);   /* <= budget + 2^55 (numel <= 2^53): no wrap */
+    if (c->out_bytes > budget)
+        return perr(c, "tensor '%s' %s would bring the tensors of this file to %llu bytes, more than 16 times the "
+                       "file's %zu bytes (views that repeat or broadcast a storage); refused before allocating",
+                    name, fmd_shape_str(sb, sizeof sb, t->ndim, t->shape), (unsigned long long)c->out_bytes,
+                    c->fsize), NULL;
     fmd_tensor *out = fmd_empty(t->ndim, t->shape);
     if (!out) return perr(c, "tensor '%s': %s", name, fmd_error()), NULL;
     if (numel == 0) return out;

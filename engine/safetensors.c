@@ -9,7 +9,7 @@
  * reference writer we pad the header with spaces to a multiple of 8 bytes
  * (so the data is aligned) and lay tensors out contiguously in name order.
  */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

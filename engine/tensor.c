@@ -1,5 +1,5 @@
 /* tensor.c - errors, storage, tensor lifetime, creation, RNG, views, copies. */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -202,8 +202,6 @@ fmd_tensor *fmd_retain(fmd_tensor *t) {
     if (t) __atomic_add_fetch(&t->refcount, 1, __ATOMIC_RELAXED);
     return t;
 }
-
-void fmd_node_release(fmd_node *n);   /* autograd.c */
 
 void fmd_release(fmd_tensor *t) {
     if (!t) return;

@@ -10,7 +10,7 @@
  * stored as float32 (an int32 weight rounds that with Math.round); float16
  * is IEEE binary16.
  */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <math.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * parallel region fmd_parallel runs the task serially, so nothing nests.
  * Each piece of a GEMM runs on one single-threaded kernel, OpenBLAS's or
  * gemm.c's AVX-512 one, chosen once (pick_backend). */
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #include <cblas.h>
 #include <pthread.h>

@@ -15,7 +15,7 @@
 
 #include <jpeglib.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 /* contiguous (C,H,W) source or an error naming the op */
 static fmd_tensor *chw_input(const char *op, fmd_tensor *img) {
@@ -186,18 +186,24 @@ static void resample_f32(const float *src, int64_t h, int64_t w, float *tmp, flo
     }
 }
 
+/* the contiguous (C,H,W) source of a resize to oh x ow, or an error naming op */
+static fmd_tensor *resize_input(const char *op, fmd_tensor *img, int64_t oh, int64_t ow) {
+    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
+        return fmd_fail_null("%s: output size %lld x %lld must be in 1..65535", op, (long long)oh, (long long)ow);
+    fmd_tensor *x = chw_input(op, img);
+    if (x && (x->shape[1] == 0 || x->shape[2] == 0)) {
+        fmd_fail("%s: cannot resize an empty %lld x %lld image", op, (long long)x->shape[1], (long long)x->shape[2]);
+        fmd_release(x);
+        return NULL;
+    }
+    return x;
+}
+
 // img is (C,H,W); returns (C,oh,ow)
 fmd_tensor *fmd_image_resize(fmd_tensor *img, int64_t oh, int64_t ow, int pil8) {
-    if (oh <= 0 || ow <= 0 || oh > 65535 || ow > 65535)
-        return fmd_fail_null("resize: output size %lld x %lld must be in 1..65535",
-                             (long long)oh, (long long)ow);
-    fmd_tensor *x = chw_input("resize", img);
+    fmd_tensor *x = resize_input("resize", img, oh, ow);
     if (!x) return NULL;
     int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
-    if (h == 0 || w == 0) {
-        fmd_release(x);
-        return fmd_fail_null("resize: cannot resize an empty %lld x %lld image", (long long)h, (long long)w);
-    }
     fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
     if (out && oh == h && ow == w) {   /* a copy, like PIL: no 8-bit rounding */
         memcpy(fmd_data(out), fmd_data(x), sizeof(float) * (size_t)(C * h * w));
@@ -296,6 +302,56 @@ static fmd_tensor *crop_flip_norm(const char *op, fmd_tensor *img, int64_t top, 
             for (int64_t i = o1; i < ow; i++) o[i] = fv;
         }
     }
+    fmd_release(x);
+    return out;
+}
+
+/* TensorFlow's resize_bilinear with align_corners = half_pixel_centers =
+ * false (tfjs-backend-cpu's kernel, which face-api.js resizes with): output
+ * pixel y reads source row y * h/oh and its next row (the last row repeats),
+ * interpolated in double and stored as float; no antialiasing, so shrinking
+ * skips pixels. fmd.detect needs it to see what the detector was trained on. */
+// img is (C,H,W); returns (C,oh,ow)
+fmd_tensor *fmd_image_resize_tf(fmd_tensor *img, int64_t oh, int64_t ow) {
+    fmd_tensor *x = resize_input("resize_tf", img, oh, ow);
+    if (!x) return NULL;
+    int64_t C = x->shape[0], h = x->shape[1], w = x->shape[2];
+    fmd_tensor *out = fmd_empty(3, (int64_t[]){C, oh, ow});
+    int64_t *x0 = malloc(sizeof(int64_t) * 2 * (size_t)ow);
+    double *fx = malloc(sizeof(double) * (size_t)ow);
+    if (!out || !x0 || !fx) {
+        if (out) fmd_fail("resize_tf: out of memory");
+        fmd_release(out);
+        out = NULL;
+        goto done;
+    }
+    int64_t *x1 = x0 + ow;
+    double ry = (double)h / (double)oh, rx = (double)w / (double)ow;
+    for (int64_t j = 0; j < ow; j++) {
+        double sx = rx * (double)j;
+        x0[j] = (int64_t)floor(sx);
+        fx[j] = sx - (double)x0[j];
+        x1[j] = (int64_t)ceil(sx) < w - 1 ? (int64_t)ceil(sx) : w - 1;
+    }
+    const float *src = fmd_data(x);
+    float *dst = fmd_data(out);
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t i = 0; i < oh; i++) {
+            double sy = ry * (double)i;
+            int64_t y0 = (int64_t)floor(sy), y1 = (int64_t)ceil(sy) < h - 1 ? (int64_t)ceil(sy) : h - 1;
+            double fy = sy - (double)y0;
+            const float *r0 = src + (c * h + y0) * w, *r1 = src + (c * h + y1) * w;
+            float *d = dst + (c * oh + i) * ow;
+            for (int64_t j = 0; j < ow; j++) {
+                double top = r0[x0[j]] + ((double)r0[x1[j]] - r0[x0[j]]) * fx[j];
+                double bottom = r1[x0[j]] + ((double)r1[x1[j]] - r1[x0[j]]) * fx[j];
+                d[j] = (float)(top + (bottom - top) * fy);
+            }
+        }
+    }
+done:
+    free(x0);
+    free(fx);
     fmd_release(x);
     return out;
 }

@@ -1,7 +1,7 @@
 /* libFuzzer target: the JPEG decoder (fmd_image_decode, engine/image.c) on
  * arbitrary bytes; a decoded image must have the shape its header allows. */
 #include "fuzz_common.h"
-#include "fmd.h"
+#include "fmd_impl.h"   /* the image limit is internal */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     fmd_tensor *t = fmd_image_decode(data, n, "fuzz.jpg");

@@ -2,7 +2,7 @@
  * legacy pickle: never code execution (only tensors and containers), memory
  * and recursion bounded; on error the dict is left empty. */
 #include "fuzz_common.h"
-#include "fmd.h"
+#include "fmd_impl.h"   /* fmd_check_shape is internal */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     fmd_tensor_dict d = {0};

@@ -1,7 +1,7 @@
 /* libFuzzer target: the safetensors reader (engine/safetensors.c). Every
  * tensor read must lie in the limits, and a saved copy must read back. */
 #include "fuzz_common.h"
-#include "fmd.h"
+#include "fmd_impl.h"   /* fmd_check_shape is internal */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     fmd_tensor_dict d = {0};

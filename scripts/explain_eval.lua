@@ -10,10 +10,11 @@ local json = require "fmd.json"
 local plot = require "fmd.plot"
 local image = require "fmd.image"
 local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 local explain = require "fmd.explain"
 local faithfulness = require "fmd.explain.faithfulness"
 
-local opts = analysis.parse(arg, {
+local opts = runs.parse(arg, {
   name = "scripts/explain_eval.lua", checkpoint = true,
   description = "Deletion and insertion curves of every attribution method on test images",
   {"--n", type = "integer", default = 100, min = 1, help = "test images evaluated (a random sample, --seed)"},
@@ -26,7 +27,7 @@ local opts = analysis.parse(arg, {
   {"--target", default = "pred", choices = {"pred", "true", "fake", "real"}, help = "class whose probability is tracked"},
   {"--sg-n", type = "integer", default = 25, min = 1, help = "SmoothGrad: noisy copies"},
   {"--ig-steps", type = "integer", default = 32, min = 1, help = "Integrated Gradients: path steps"},
-  {"--metrics-dir", default = "out", metavar = "DIR", help = "where <dataset>_<model>_explain_eval.json is written"},
+  {"metrics_dir", help = "where <dataset>_<model>_explain_eval.json is written"},
 })
 
 local methods = {}
@@ -162,7 +163,7 @@ local function panel(path, key, title)
   return plot.lines(path, series, {title = title, ylabel = "P(target class)", xrange = {0, 1}, yrange = {ylo, yhi},
     xtics = 0.1, key = "bmargin center horizontal maxcols 2", size = {760, 680}})
 end
-local fig = analysis.figure(opts, "explain_eval")
+local fig = runs.output_figure(opts, "explain_eval")
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
 fmd.sys.mkdir(tmpdir)
@@ -180,7 +181,7 @@ local order = {}
 for i, m in ipairs(methods) do order[i] = m end
 summary.__order = order
 fmd.sys.mkdir(opts.metrics_dir)
-local jpath = ("%s/%s_%s_explain_eval.json"):format(opts.metrics_dir, opts.dataset, opts.model)
+local jpath = runs.result(opts.dataset, opts.model, "explain_eval", opts.metrics_dir)
 json.write_file(jpath, {__order = {"model", "dataset", "checkpoint", "n_images", "baseline", "sigma", "steps", "target",
                                    "layer", "smoothgrad_n", "ig_steps", "fractions", "methods"},
   model = opts.model, dataset = opts.dataset, checkpoint = opts.checkpoint_path, n_images = n, baseline = opts.baseline,

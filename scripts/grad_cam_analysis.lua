@@ -5,9 +5,11 @@
 local fmd = require "fmd"
 local plot = require "fmd.plot"
 local image = require "fmd.image"
+local explain = require "fmd.explain"
 local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 
-local opts = analysis.parse(arg, {
+local opts = runs.parse(arg, {
   name = "scripts/grad_cam_analysis.lua", checkpoint = true,
   description = "Grad-CAM heat maps over one real and one fake test image",
   {"--layer", default = "conv3", metavar = "NAME", help = "module whose output the CAM is taken at"},
@@ -30,9 +32,10 @@ for _, k in ipairs(analysis.sample_indices(#ds, #ds)) do
     local panels = {
       {image = info.image, title = ("%s test image #%d"):format(cls:lower(), k)},
       {image = vis:permute(3, 1, 2), title = ("Grad-CAM of '%s' for class %s"):format(opts.layer, info.target_name)},
-      {image = image.colormap(info.map, "jet"), title = "heat map (jet)"},
+      {image = image.colormap(info.map, "jet"), title = ("heat map, clipped at %dth percentile"):format(explain.DISPLAY_PERCENTILE)},
     }
-    local path = plot.images(analysis.figure(opts, cls .. "_Image_grad_cam"), panels, {cols = 3, panel_size = 300,
+    local path = plot.images(runs.output_figure(opts, cls .. "_Image_grad_cam"), panels, {cols = 3, panel_size = 300,
+      colorbar = {label = "Grad-CAM (0-1)", map = "jet"},
       title = ("%s on %s: true %s, predicted %s (P(fake) = %.3f)"):format(opts.model, opts.dataset,
         cls:lower(), info.pred == 1 and "fake" or "real", info.p_fake)})
     print("wrote " .. path)

@@ -1,6 +1,6 @@
--- Generates the default face data sets (docs/faces.md):
+-- Generates the default face data sets (docs/facegen.md):
 --   build/fmd scripts/make_faces.lua --out data --seed 0
-local faces = require "fmd.faces"
+local facegen = require "fmd.facegen"
 
 local usage = [[
 usage: fmd scripts/make_faces.lua [options]
@@ -18,7 +18,7 @@ options:
   --test N         ... in test (default: 150)
   --only NAME      only fakes_dataset or synthetic_dataset
   --size N         image side in pixels (default: 256)
-  --strength X     multiplier on every fake trace (default: 1; see docs/faces.md)
+  --strength X     multiplier on every fake trace (default: 1; see docs/facegen.md)
   --threads N      worker threads (default: all cores; output does not depend on it)
   --force          replace data sets that already exist under OUT
 Each set is written to OUT/<name>.partial and renamed when complete.
@@ -71,11 +71,11 @@ while i <= #arg do
   end
   i = i + 1
 end
-for _, s in ipairs(faces.splits) do opts.sizes[s] = opts.sizes[s] or faces.default_sizes[s] end
+for _, s in ipairs(facegen.splits) do opts.sizes[s] = opts.sizes[s] or facegen.default_sizes[s] end
 opts.log = function(msg) print(msg) end
 
 local t0 = require("fmd.core").sys.now()
-local ok, n = pcall(faces.generate, opts)
+local ok, n = pcall(facegen.generate, opts)
 if not ok then
   io.stderr:write("make_faces: " .. tostring(n) .. "\n")
   os.exit(1)

@@ -3,36 +3,21 @@
 -- <out-dir>/<dataset>_<model>_losses_plot.png and _accuracies_plot.png
 --   fmd scripts/plot_accuracy_and_loss.lua -m SimpleNet -j out/fakes_dataset_SimpleNet_Adam.json -d fakes_dataset
 local fmd = require "fmd"
-local json = require "fmd.json"
 local plot = require "fmd.plot"
-local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 
-local opts = analysis.parse(arg, {
+local opts = runs.parse(arg, {
   name = "scripts/plot_accuracy_and_loss.lua", json = true,
   description = "Loss and accuracy curves of the last run in a training log (scripts/train.lua writes them to out/)",
 })
 if not fmd.sys.is_file(opts.json) then
   error(("training log %s: no such file (train first, or pass -j PATH)"):format(opts.json), 0)
 end
-local runs = json.read_file(opts.json)
-if type(runs) ~= "table" or #runs == 0 then
-  error(("training log %s holds no runs (expected a JSON list of runs)"):format(opts.json), 0)
-end
-local run = runs[#runs]
-for _, k in ipairs{"train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc"} do
-  if type(run[k]) ~= "table" or #run[k] == 0 then
-    error(("training log %s: the last run has no '%s' values"):format(opts.json, k), 0)
-  end
-  for i, v in ipairs(run[k]) do
-    if type(v) ~= "number" then
-      error(("training log %s: the last run's '%s' value %d is %s, expected a number"):format(opts.json, k, i,
-        type(v) == "string" and ("'" .. v .. "'") or type(v)), 0)
-    end
-  end
-end
+-- checked: lists of numbers in range, one value per epoch in each
+local run = require("fmd.trainer").read_log(opts.json)
 local epochs = {}
 for i = 1, #run.train_loss do epochs[i] = i end
-local what = ("%s on %s"):format(run.model or opts.model, run.dataset or opts.dataset)
+local what = ("%s on %s"):format(tostring(run.model or opts.model), tostring(run.dataset or opts.dataset))
 local function curves(kind)
   local s = {}
   for _, part in ipairs{"train", "val", "test"} do
@@ -43,9 +28,9 @@ local function curves(kind)
 end
 local xtics = math.max(1, #epochs // 10)
 local key = "below center horizontal"   -- under the axes: a legend box never hides a curve
-local p1 = plot.lines(analysis.figure(opts, "losses_plot"), curves("loss"),
+local p1 = plot.lines(runs.output_figure(opts, "losses_plot"), curves("loss"),
   {title = "Loss vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Loss (cross-entropy)", xtics = xtics, key = key})
-local p2 = plot.lines(analysis.figure(opts, "accuracies_plot"), curves("acc"),
+local p2 = plot.lines(runs.output_figure(opts, "accuracies_plot"), curves("acc"),
   {title = "Accuracy vs. epochs: " .. what, xlabel = "Epoch", ylabel = "Accuracy [%]", xtics = xtics, key = key})
 print("wrote " .. p1)
 print("wrote " .. p2)

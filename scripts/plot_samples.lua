@@ -6,16 +6,14 @@ local cli = require "fmd.cli"
 local data = require "fmd.data"
 local plot = require "fmd.plot"
 local analysis = require "fmd.analysis"
+local runs = require "fmd.runs"
 
-local opts = cli.parse(arg, {
+local opts = runs.apply_common(cli.parse(arg, runs.flags({
   name = "scripts/plot_samples.lua",
   description = "A real and a fake train image of each data set -> <out-dir>/datasets_samples.png",
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
   {"--datasets", default = "fakes_dataset,synthetic_dataset", metavar = "A,B", help = "data sets to show"},
-  {"--out-dir", default = "figures", metavar = "DIR", help = "where the figure is written"},
-  {"--seed", type = "integer", default = 0, help = "0: the first image of each class; else a random one"},
-})
-fmd.manual_seed(opts.seed)
+}, "data_root", {"out_dir", help = "where the figure is written"},
+   {"seed", help = "0: the first image of each class; else a random one"})))
 
 local panels = {}
 for name in opts.datasets:gmatch("[^,]+") do
@@ -37,5 +35,5 @@ for name in opts.datasets:gmatch("[^,]+") do
 end
 
 fmd.sys.mkdir(opts.out_dir)
-local path = plot.images(opts.out_dir .. "/datasets_samples.png", panels, {cols = 2, title = "Training samples"})
+local path = plot.images(runs.plain_figure("datasets_samples", opts.out_dir), panels, {cols = 2, title = "Training samples"})
 print("wrote " .. path)

@@ -14,13 +14,13 @@ local models = require "fmd.models"
 local progress = require "fmd.progress"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
+local dist = require "fmd.dist"
+local runs = require "fmd.runs"
 
 local NAME = "scripts/predict.lua"
-local opts, paths = cli.parse(arg, {
+local opts, paths = cli.parse(arg, runs.flags({
   name = NAME .. " PATH...",
   description = "P(fake) of every image in PATH (files, or folders searched recursively for PNG and JPEG)",
-  {"--model", "-m", default = "SimpleNet", metavar = "NAME", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
-  {"--checkpoint_path", "-cpp", metavar = "PATH", help = "checkpoint written by scripts/train.lua (required)"},
   {"--threshold", type = "number", default = 0.5, help = "label fake when P(fake) > threshold"},
   {"--out", metavar = "FILE", help = "also write the table to FILE (.csv or .json)"},
   {"--cam", metavar = "DIR", help = "write an attribution overlay per image to DIR"},
@@ -28,10 +28,9 @@ local opts, paths = cli.parse(arg, {
   {"--layer", default = "conv3", metavar = "NAME", help = "layer of the CAM methods"},
   {"--target", default = "pred", choices = {"pred", "fake", "real"}, help = "class explained by --cam"},
   {"--force", type = "boolean", help = "replace an existing --out file or overlays"},
-  {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "images per forward pass"},
-  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-})
+}, {"model", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
+   {"checkpoint", help = "checkpoint written by scripts/train.lua (required)"},
+   {"batch_size", help = "images per forward pass"}, "workers", "threads"))
 
 local function die(msg) error(("predict: %s"):format(msg), 0) end
 
@@ -59,7 +58,7 @@ if opts.cam then
   end
   if fmd.sys.is_file(opts.cam) then die(("--cam %s is a file, expected a folder"):format(opts.cam)) end
 end
-if opts.threads then fmd.set_num_threads(opts.threads) end
+runs.apply_common(opts)
 
 ---------------------------------------------------------------- the files
 
@@ -136,7 +135,7 @@ local function write_overlays(batch_files, images)
   local image = require "fmd.image"
   local target = opts.target == "pred" and "pred" or (opts.target == "fake" and 1 or 0)
   local maps = method(model, images, target, {layer = opts.layer})
-  maps = explain.normalize(maps)
+  maps = explain.clip_percentile(maps)
   for i, f in ipairs(batch_files) do
     local shown = analysis.denormalize(images[i], input)
     local over = image.blend(image.colormap(maps[i], "jet"), shown, 0.5)
@@ -164,16 +163,17 @@ local function score(first, images)
 end
 
 local bs = opts.batch_size
-local nbatches = (#good + bs - 1) // bs
+local lo, hi = dist.shard_range(#good, bs)   -- this process's files: all of them, or its shard under mpirun
+local nbatches = (hi - lo + bs) // bs
 local bar = progress.new{total = nbatches, label = "predict", unit = "img"}
 local t0 = fmd.sys.now()
-local pos, done_batches = 1, 0   -- next unscored position in good
+local pos, done_batches = lo, 0   -- next unscored position in good
 local bad_at = {}
-while pos <= #good do
-  -- the threaded loader over good[pos..]; labels carry the position, so a
+while pos <= hi do
+  -- the threaded loader over good[pos..hi]; labels carry the position, so a
   -- batch is matched to its files
   local sub, lab = {}, {}
-  for k = pos, #good do sub[#sub + 1] = good[k].path; lab[#lab + 1] = k end
+  for k = pos, hi do sub[#sub + 1] = good[k].path; lab[#lab + 1] = k end
   local loader = C.Loader(sub, lab, tf.ops, {batch_size = bs, num_workers = opts.workers, prefetch = 2})
   loader:start(1)
   local failed_batch = false
@@ -185,7 +185,7 @@ while pos <= #good do
     score(first, images)
     pos = first + images:size(1)
     done_batches = done_batches + 1
-    bar:update(done_batches, pos - 1)
+    bar:update(done_batches, pos - lo)
   end
   loader:stop()
   loader:free()
@@ -193,7 +193,7 @@ while pos <= #good do
   -- one file of good[pos .. pos+bs-1] failed to decode: load those one by
   -- one, score the good ones, report the others, and go on after them
   local imgs, firsts = {}, {}
-  local last = math.min(pos + bs - 1, #good)
+  local last = math.min(pos + bs - 1, hi)
   local function flush()
     if #imgs > 0 then
       local images = C.stack_batch(imgs, firsts)
@@ -214,10 +214,12 @@ while pos <= #good do
   flush()
   pos = last + 1
   done_batches = done_batches + 1
-  bar:update(done_batches, pos - 1)
+  bar:update(done_batches, pos - lo)
 end
 bar:finish()
 local elapsed = fmd.sys.now() - t0
+rows, bad_at = dist.gather_range(rows, lo, hi), dist.gather_range(bad_at, lo, hi)
+if not dist.is_root() then return end   -- under mpirun: rank 0 has every row and writes
 
 ---------------------------------------------------------------- results
 

@@ -9,28 +9,64 @@ local cli = require "fmd.cli"
 local data = require "fmd.data"
 local json = require "fmd.json"
 local models = require "fmd.models"
+local runs = require "fmd.runs"
+local Trainer = require "fmd.trainer"
 
-local opts = cli.parse(arg, {
+local opts = cli.parse(arg, runs.flags({
   name = "scripts/report.lua",
   description = "Write <out-dir>/report.html and report.md from out/ and <out-dir>/ (run after the analysis scripts)",
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
   {"--fakes", default = "fakes_dataset", metavar = "NAME", help = "the face-swap data set"},
   {"--synthetic", default = "synthetic_dataset", metavar = "NAME", help = "the synthetic-faces data set"},
-  {"--out-dir", default = "figures", metavar = "DIR", help = "where the figures are and the report goes"},
-  {"--logs", default = "out", metavar = "DIR", help = "training logs and metrics files"},
-  {"--xception-init", default = "scratch", metavar = "PATH|scratch", help = "the ImageNet weights XceptionBased started from"},
+  {"--logs", default = runs.DIRS.logs, metavar = "DIR", help = "training logs and metrics files"},
   {"--quick", type = "boolean", help = "the data and epochs were shrunk (./run_me.sh --quick)"},
   {"--generated", type = "boolean", help = "the data is fmd's generated default (scripts/make_faces.lua)"},
-})
+}, "data_root", {"out_dir", help = "where the figures are and the report goes"}))
 local root = data.data_root(opts)
 local F, S = opts.fakes, opts.synthetic
+local course = runs.course(F, S)
 
 ------------------------------------------------------------------ reading
+-- a file another step wrote, or nil when it is missing or damaged: the
+-- report still comes out, and says on stderr what it left out and why
+local function left_out(path, why) io.stderr:write(("report: %s %s; left out\n"):format(path, why)) end
+
 local function read_json(path)
   if not fmd.sys.is_file(path) then return nil end
   local ok, v = pcall(json.read_file, path)
-  if not ok then io.stderr:write(("report: %s is not readable JSON (%s); left out\n"):format(path, tostring(v))) end
+  if not ok then left_out(path, ("is not readable JSON (%s)"):format(tostring(v))) end
   return ok and v or nil
+end
+
+-- a JSON file whose every field the report uses is checked by
+-- check(value, path) (which returns what the report reads)
+local function read_checked(path, check)
+  local v = read_json(path)
+  if v == nil then return nil end
+  local ok, r = pcall(check, v, path)
+  if not ok then left_out(path, ("is not usable: %s"):format(tostring(r))) end
+  return ok and r or nil
+end
+
+-- numerical_analysis.lua's metrics file
+local function check_metrics(m, path)
+  json.field({metrics = m}, "metrics", "table", path)
+  for _, k in ipairs{"auc_a", "auc_b", "average_precision", "eer"} do json.field(m, k, "number", path, {min = 0, max = 1}) end
+  json.field(m, "eer_threshold", "number", path)
+  json.field(m, "accuracy", "number", path, {min = 0, max = 100})
+  local cm = json.field(m, "confusion", "table", path)
+  for _, k in ipairs{"tn", "fp", "fn", "tp"} do json.field(cm, k, "integer", path .. " confusion", {min = 0}) end
+  return m
+end
+
+local function metrics_of(ds, model) return read_checked(runs.metrics(ds, model, opts.logs), check_metrics) end
+
+-- bonus_main.lua's metrics file
+local function check_bonus(b, path)
+  json.field({bonus = b}, "bonus", "table", path)
+  json.field(b, "dataset", "string", path)
+  json.field(b, "params", "integer", path, {min = 1})
+  json.field(b, "test_auc", "number", path, {min = 0, max = 1})
+  return b
 end
 
 local function counts(ds, part)
@@ -41,19 +77,10 @@ local function counts(ds, part)
   return d:counts()
 end
 
-local function last_run(ds, model)
-  local runs = read_json(("%s/%s_%s_Adam.json"):format(opts.logs, ds, model))
-  return type(runs) == "table" and runs[#runs] or nil
-end
+-- the last run of a training log, checked (Trainer.read_log)
+local function last_run(ds, model) return read_checked(runs.log(ds, model, nil, opts.logs), Trainer.last_run) end
 
--- the epoch the kept checkpoint comes from: the first with the best val acc
-local function best_epoch(run)
-  local b = 1
-  for i, v in ipairs(run.val_acc) do if v > run.val_acc[b] then b = i end end
-  return b
-end
-
-local function fig(ds, model, suffix) return ("%s_%s_%s.png"):format(ds, model, suffix) end
+local fig = runs.figure_name
 local function has(name) return fmd.sys.is_file(opts.out_dir .. "/" .. name) end
 local function pct(x) return x and ("%.2f %%"):format(x) or "n/a" end
 local function num(x, f) return x and (f or "%.4f"):format(x) or "n/a" end
@@ -69,14 +96,46 @@ local function IMG(name, caption)
   else P(("*(figure %s is missing: its step of ./run_me.sh did not run)*"):format(name)) end
 end
 
+-- every course run's log and metrics, read (and checked) once
+local run_of, metrics = {}, {}
+for _, r in ipairs(course) do
+  run_of[r] = last_run(r.dataset, r.model)
+  metrics[r] = metrics_of(r.dataset, r.model)
+end
+local function course_run(ds, model)
+  for _, r in ipairs(course) do if r.dataset == ds and r.model == model then return r end end
+end
+
+-- what XceptionBased's training started from, as its log records it:
+-- the ImageNet weights file fmd.weights found (or --pretrained), or "random"
+local x_run = run_of[course_run(S, "XceptionBased")]
+local x_init = x_run and x_run.init
+local function init_text()
+  if not x_run then return "weights not known yet (it has no training log)" end
+  if x_init == nil then return "weights its training log does not record (a log written before fmd recorded them)" end
+  if x_init == "random" then return "random weights (no ImageNet weights file was found; see docs/getting-started.md)" end
+  return "the ImageNet weights in `" .. x_init .. "`"
+end
+
+-- the training settings the logs record (the course's where they do not)
+local function setting(get)
+  for _, r in ipairs(course) do
+    local v = run_of[r] and get(run_of[r])
+    if v ~= nil then return v end
+  end
+end
+local opt_name = setting(function(l) return l.optimizer and l.optimizer.name end) or runs.COURSE_TRAINING.optimizer
+local lr = setting(function(l) return l.optimizer and l.optimizer.params and l.optimizer.params.lr end)
+  or runs.COURSE_TRAINING.lr
+local batch = setting(function(l) return l.batch_size end) or runs.COURSE_TRAINING.batch_size
+
 H(1, "Facial manipulation detection with fmd: results")
 local generated = opts.generated
 P(("Data: `%s` (data sets `%s` and `%s`)%s. %sXceptionBased started from %s. Written %s by `fmd scripts/report.lua`.")
   :format(root, F, S,
-    generated and ", the default data fmd generates (`scripts/make_faces.lua`, see docs/faces.md), not the course's face images" or "",
+    generated and ", the default data fmd generates (`scripts/make_faces.lua`, see docs/facegen.md), not the course's face images" or "",
     opts.quick and "**Quick smoke run** (`./run_me.sh --quick`): tiny data and one epoch, so the numbers below say nothing about the models. " or "",
-    opts.xception_init == "scratch" and "random weights (no ImageNet weights file was found; see docs/getting-started.md)"
-      or ("the ImageNet weights in `" .. opts.xception_init .. "`"),
+    init_text(),
     os.date("!%Y-%m-%d %H:%M UTC")))
 
 H(2, "1. The data")
@@ -96,29 +155,26 @@ if tr and sr then
     .. "always answering \"real\" scores %.1f %% on %s and %.1f %% on %s.")
     :format(tf, tr, tf / tr, F, sf, sr, sf / sr, S, 100 * tr / (tr + tf), F, 100 * sr / (sr + sf), S))
 end
-IMG("datasets_samples.png", "A real and a fake training image of each data set.")
+IMG(runs.plain_figure_name("datasets_samples"), "A real and a fake training image of each data set.")
 
 H(2, "2. Training")
-local runs = {{F, "SimpleNet"}, {S, "SimpleNet"}, {S, "XceptionBased"}}
 rows = {}
-local run_of = {}
-for _, r in ipairs(runs) do
-  local run = last_run(r[1], r[2])
-  run_of[r[1] .. r[2]] = run
-  if run and run.val_acc and #run.val_acc > 0 then
-    local b = best_epoch(run)
-    rows[#rows + 1] = {r[2], r[1], tostring(#run.val_acc), tostring(b), pct(run.val_acc[b]), pct(run.test_acc[b]),
+for _, r in ipairs(course) do
+  local run = run_of[r]
+  if run then
+    local b = Trainer.best_epoch(run)
+    rows[#rows + 1] = {r.model, r.dataset, tostring(#run.val_acc), tostring(b), pct(run.val_acc[b]), pct(run.test_acc[b]),
                        num(run.test_auc and run.test_auc[b])}
   else
-    rows[#rows + 1] = {r[2], r[1], "not trained", "", "", "", ""}
+    rows[#rows + 1] = {r.model, r.dataset, "not trained", "", "", "", ""}
   end
 end
-P("Adam, learning rate 0.001, batch 32. The checkpoint kept is the one of the epoch with the best validation accuracy; "
-  .. "the test accuracy reported is the one of that epoch (the course's question).")
+P(("%s, learning rate %s, batch %d. The checkpoint kept is the one of the epoch with the best validation accuracy; "
+  .. "the test accuracy reported is the one of that epoch (the course's question)."):format(opt_name, json.format_number(lr), batch))
 T({"model", "data set", "epochs", "best val epoch", "val acc", "test acc at best val", "test AUC (fake logit)"}, rows)
-for _, r in ipairs(runs) do
-  IMG(fig(r[1], r[2], "losses_plot"), ("Loss of %s on %s over epochs (train, validation, test)."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "accuracies_plot"), ("Accuracy of %s on %s over epochs."):format(r[2], r[1]))
+for _, r in ipairs(course) do
+  IMG(fig(r.dataset, r.model, "losses_plot"), ("Loss of %s on %s over epochs (train, validation, test)."):format(r.model, r.dataset))
+  IMG(fig(r.dataset, r.model, "accuracies_plot"), ("Accuracy of %s on %s over epochs."):format(r.model, r.dataset))
 end
 
 H(2, "3. Model sizes")
@@ -135,12 +191,12 @@ P(("XceptionBased has %s parameters more than Xception: its MLP head has (2048*1
 
 H(2, "4. Scores, ROC and DET curves")
 rows = {}
-for _, r in ipairs(runs) do
-  local m = read_json(("%s/%s_%s_metrics.json"):format(opts.logs, r[1], r[2]))
+for _, r in ipairs(course) do
+  local m = metrics[r]
   if m then
-    rows[#rows + 1] = {r[2], r[1], num(m.auc_a), num(m.auc_b), num(m.auc_a + m.auc_b), num(m.average_precision),
-      num(m.eer and 100 * m.eer, "%.2f %%"), pct(m.accuracy),
-      m.confusion and ("%d / %d / %d / %d"):format(m.confusion.tn, m.confusion.fp, m.confusion.fn, m.confusion.tp) or ""}
+    rows[#rows + 1] = {r.model, r.dataset, num(m.auc_a), num(m.auc_b), num(m.auc_a + m.auc_b), num(m.average_precision),
+      num(100 * m.eer, "%.2f %%"), pct(m.accuracy),
+      ("%d / %d / %d / %d"):format(m.confusion.tn, m.confusion.fp, m.confusion.fn, m.confusion.tp)}
   end
 end
 P("Score A is the model's first output (the \"real\" logit), score B its second (the \"fake\" logit); both are ranked against "
@@ -151,26 +207,32 @@ P("Why the two AUCs mirror each other: the two logits are trained against each o
   .. "score B, every threshold on A is a threshold on B with the roles of the classes swapped: the ROC curve of A is that of B "
   .. "reflected through the point (0.5, 0.5), and AUC(A) = 1 - AUC(B). (Exactly so for any model whose logits satisfy "
   .. "A = c - B, up to ties; the table shows how close A + B is to 1.) Score A is a good detector of *real* images, read upside down.")
-for _, r in ipairs(runs) do
-  IMG(fig(r[1], r[2], "roc_curve"), ("ROC curves of both scores: %s on the %s test split."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "det_curve"), ("DET curves (normal-deviate axes): %s on %s."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "pr_curve"), ("Precision-recall curve of the fake score: %s on %s."):format(r[2], r[1]))
+for _, r in ipairs(course) do
+  local ds, m = r.dataset, r.model
+  IMG(fig(ds, m, "roc_curve"), ("ROC curves of both scores: %s on the %s test split."):format(m, ds))
+  IMG(fig(ds, m, "det_curve"), ("DET curves (normal-deviate axes): %s on %s."):format(m, ds))
+  IMG(fig(ds, m, "pr_curve"), ("Precision-recall curve of the fake score: %s on %s."):format(m, ds))
 end
 
 H(2, "5. What the detectors look at")
-for _, r in ipairs{{F, "SimpleNet"}, {S, "XceptionBased"}} do
-  IMG(fig(r[1], r[2], "saliency_maps_and_images_pairs"),
-    ("Gradient saliency (|d true-class logit / d pixel|, max over channels) of 36 test images: %s on %s."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "mean_saliency_maps"), ("Mean of the normalised saliency maps over the test set, fake vs real: %s on %s.")
-    :format(r[2], r[1]))
+for _, r in ipairs(course) do
+  if runs.has_analysis(r, "saliency") then
+    local ds, m = r.dataset, r.model
+    IMG(fig(ds, m, "saliency_maps_and_images_pairs"),
+      ("Gradient saliency (|d true-class logit / d pixel|, max over channels) of 36 test images: %s on %s."):format(m, ds))
+    IMG(fig(ds, m, "mean_saliency_maps"), ("Mean of the saliency maps (each clipped at its 98th percentile) over the test set, fake vs real: %s on %s.")
+      :format(m, ds))
+  end
 end
-for _, r in ipairs(runs) do
-  IMG(fig(r[1], r[2], "Real_Image_grad_cam"), ("Grad-CAM (layer conv3, predicted class) on a real test image: %s on %s."):format(r[2], r[1]))
-  IMG(fig(r[1], r[2], "Fake_Image_grad_cam"), ("Grad-CAM on a fake test image: %s on %s."):format(r[2], r[1]))
+for _, r in ipairs(course) do
+  local ds, m = r.dataset, r.model
+  IMG(fig(ds, m, "Real_Image_grad_cam"), ("Grad-CAM (layer conv3, predicted class) on a real test image: %s on %s."):format(m, ds))
+  IMG(fig(ds, m, "Fake_Image_grad_cam"), ("Grad-CAM on a fake test image: %s on %s."):format(m, ds))
 end
 
 H(2, "6. The bonus model")
-local bonus = read_json(opts.logs .. "/bonus_metrics.json")
+local bonus_path = runs.bonus_metrics(opts.logs)
+local bonus = read_checked(bonus_path, check_bonus)
 if bonus then
   local brows = {}
   for _, k in ipairs(bonus.__order or {}) do
@@ -178,12 +240,12 @@ if bonus then
     if type(v) ~= "table" then brows[#brows + 1] = {k, type(v) == "number" and (math.type(v) == "integer" and models.format_count(v) or ("%.4g"):format(v)) or tostring(v)} end
   end
   T({"quantity", "value"}, brows)
-  if bonus.params and n_s then
+  if n_s then
     P(("The bonus model has %s trainable parameters, %.2f %% of SimpleNet's %s.")
       :format(models.format_count(bonus.params), 100 * bonus.params / n_s, models.format_count(n_s)))
   end
-  local designs = read_json(opts.logs .. "/bonus_designs.json")
-  if type(designs) == "table" and #designs > 0 then
+  local designs = read_checked(runs.bonus_designs(opts.logs), models.class("bonus").check_designs)
+  if designs and #designs > 0 then
     P("Every design trained (scripts/train_bonus.lua; chosen on validation AUC, the test split never read during training):")
     local drows = {}
     for _, d in ipairs(designs) do
@@ -195,20 +257,20 @@ if bonus then
     end
     T({"design", "augmentation", "parameters", "MACs per image", "best epoch", "val AUC", "training time"}, drows)
   end
-  local sm = read_json(("%s/%s_SimpleNet_metrics.json"):format(opts.logs, bonus.dataset))
-  if sm and sm.auc_b and bonus.test_auc then
+  local sm = metrics_of(bonus.dataset, "SimpleNet")
+  if sm then
     P(("On the same test split SimpleNet scores AUC %.4f: the bonus model's %.4f is %s with %.2f %% of its parameters.")
       :format(sm.auc_b, bonus.test_auc, bonus.test_auc >= sm.auc_b and "as good or better" or "lower", 100 * bonus.params / n_s))
   end
 else
-  P("*(out/bonus_metrics.json is missing: the bonus steps did not run)*")
+  P(("*(%s is missing: the bonus steps did not run)*"):format(bonus_path))
 end
-IMG("bonus_tradeoff.png", "Test AUC against trainable parameters (log axis): SimpleNet, XceptionBased and the bonus designs; the chosen one marked.")
+IMG(runs.plain_figure_name("bonus_tradeoff"), "Test AUC against trainable parameters (log axis): SimpleNet, XceptionBased and the bonus designs; the chosen one marked.")
 
 H(2, "7. Where this data differs from the course's")
 local notes = {}
 local function auc_of(ds, model)
-  local m = read_json(("%s/%s_%s_metrics.json"):format(opts.logs, ds, model))
+  local m = metrics[course_run(ds, model)]
   return m and m.auc_b
 end
 local s_auc = auc_of(S, "SimpleNet")
@@ -227,25 +289,25 @@ end
 local x_auc = auc_of(S, "XceptionBased")
 if x_auc then
   notes[#notes + 1] = ("XceptionBased on %s reaches a test AUC of %.3f (course: 0.995-1.000 from ImageNet weights)%s."):format(S, x_auc,
-    opts.xception_init == "scratch" and "; here it started from random weights, which is the main reason for any gap" or "")
+    x_init == "random" and "; here it started from random weights, which is the main reason for any gap" or "")
 end
 -- a model whose scores rank well but whose argmax misses: say why, so the
 -- two numbers do not read as a contradiction
-for _, r in ipairs(runs) do
-  local m = read_json(("%s/%s_%s_metrics.json"):format(opts.logs, r[1], r[2]))
-  if m and m.auc_b and m.accuracy and m.auc_b > 0.85 and m.accuracy < 70 then
+for _, r in ipairs(course) do
+  local m = metrics[r]
+  if m and m.auc_b > 0.85 and m.accuracy < 70 then
     notes[#notes + 1] = ("%s on %s ranks the test images well (AUC %.3f) but its argmax accuracy is only %.1f %%: "
       .. "the scores separate the classes but the threshold between the two logits is off (a model a few epochs "
       .. "from random weights is badly calibrated; BatchNorm's running statistics, used in eval mode, are one known cause). "
-      .. "The EER threshold (%.3g on the fake logit) is where a usable decision lies."):format(r[2], r[1], m.auc_b,
-      m.accuracy, m.eer_threshold or 0)
+      .. "The EER threshold (%.3g on the fake logit) is where a usable decision lies."):format(r.model, r.dataset, m.auc_b,
+      m.accuracy, m.eer_threshold)
   end
 end
 if generated then
   local fr, ff = counts(F, "train")
   local sr2, sf2 = counts(S, "train")
   notes[#notes + 1] = ("The default data is generated and smaller than the course's (%d and %d training images instead of 10,800 and 9,446), "
-    .. "and its fakes carry traces of known strength (docs/faces.md): the figures show the method, not the course's numbers.")
+    .. "and its fakes carry traces of known strength (docs/facegen.md): the figures show the method, not the course's numbers.")
     :format((fr or 0) + (ff or 0), (sr2 or 0) + (sf2 or 0))
 end
 if opts.quick then notes[#notes + 1] = "This was a quick smoke run: one epoch on 64 training images per set." end
@@ -344,5 +406,5 @@ local function write(path, text)
 end
 
 fmd.sys.mkdir(opts.out_dir)
-write(opts.out_dir .. "/report.md", render_md())
-write(opts.out_dir .. "/report.html", render_html())
+write(runs.report("md", opts.out_dir), render_md())
+write(runs.report("html", opts.out_dir), render_html())

@@ -3,32 +3,28 @@
 local fmd = require "fmd"
 local cli = require "fmd.cli"
 local models = require "fmd.models"
+local runs = require "fmd.runs"
 
-local opts, positional = cli.parse(arg, {
+local opts, positional = cli.parse(arg, runs.flags({
   name = "scripts/train.lua",
   description = "Train a model on <data-root>/<dataset>/{train,val,test}/{real,fake}; log to out/, checkpoints to checkpoints/.",
   {"--lr", type = "number", default = 0.001, help = "learning rate"},
   {"--momentum", type = "number", default = 0.9, help = "SGD momentum"},
-  {"--batch_size", "-b", type = "integer", default = 128, min = 1, help = "batch size"},
   {"--epochs", "-e", type = "integer", default = 2, min = 1, help = "number of epochs"},
-  {"--model", "-m", default = "SimpleNet", choices = models.names(), help = "model name"},
   {"--optimizer", "-o", default = "SGD", choices = {"SGD", "Adam"}, help = "optimizer"},
-  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME",
-   help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
-  {"--seed", type = "integer", default = 0, help = "random seed (weights, shuffling, augmentation)"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
   {"--pretrained", metavar = "PATH", help = "weights to start from: ImageNet Xception (.pth/.pth.tar/.safetensors) for "
-   .. "XceptionBased; a Keras MobileNetV2 model.min.js for MobileNetBased (default: the ImageNet-initialised "
-   .. "MobileNetV2 from nsfwjs, upper blocks fine-tuned on another task, when fetched; 'none': from scratch)"},
+   .. "XceptionBased (default: fmd.weights finds them); a Keras MobileNetV2 model.min.js for MobileNetBased (default: "
+   .. "the ImageNet-initialised MobileNetV2 from nsfwjs, upper blocks fine-tuned on another task, when fetched; "
+   .. "'none': from scratch)"},
   {"--lr-schedule", default = "constant", choices = {"constant", "cosine"},
    help = "learning rate per step: constant, or cosine decay from --lr to 0 over the run"},
   {"--select", default = "val_acc", choices = {"val_acc", "val_auc"},
    help = "validation metric whose best epoch is checkpointed"},
   {"--resume", type = "boolean", help = "continue the interrupted run with the same dataset/model/optimizer"},
-  {"--force", type = "boolean", help = "with --resume: continue even with another --lr or -b (the new values apply)"},
-})
+  {"--force", type = "boolean", help = "with --resume: continue even with another --lr, -b or number of processes (the new values apply)"},
+}, {"batch_size", default = 128}, {"model", choices = models.names()},
+   {"dataset", help = "data set folder under the data root (fakes_dataset, synthetic_dataset, or your own)"},
+   "data_root", {"seed", help = "random seed (weights, shuffling, augmentation)"}, "threads", "workers"))
 
 -- mistakes that would otherwise be ignored
 local function usage_error(msg) error(msg .. "\n(see --help)", 0) end
@@ -39,8 +35,7 @@ end
 if opts.force and not opts.resume then usage_error("--force only applies to --resume") end
 if #positional > 0 then usage_error(("unexpected argument '%s' (flags start with -)"):format(positional[1])) end
 
-if opts.threads then fmd.set_num_threads(opts.threads) end
-fmd.manual_seed(opts.seed)
+runs.apply_common(opts)
 
 local data = require "fmd.data"
 local nn = require "fmd.nn"
@@ -68,18 +63,22 @@ end
 local scheduler
 if opts.lr_schedule == "cosine" then
   params.lr_schedule = "cosine"
-  scheduler = optim.CosineAnnealingLR(optimizer, opts.epochs * math.ceil(#train_ds / opts.batch_size))
+  -- optimizer steps in the run: under mpirun each step takes a batch from
+  -- every rank, whose shard is at most ceil(N / ranks) images (fmd.dist)
+  local shard = math.ceil(#train_ds / require("fmd.dist").world_size())
+  scheduler = optim.CosineAnnealingLR(optimizer, opts.epochs * math.ceil(shard / opts.batch_size))
 end
 local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_size, train_ds, val_ds, test_ds,
   {num_workers = opts.workers, seed = opts.seed, scheduler = scheduler, select = opts.select})
+-- init: the weights file the model started from (fmd.weights found it, or
+-- --pretrained), recorded in the log and checkpoint for the report
 local run = {model_name = opts.model, dataset_name = opts.dataset, optimizer_name = opts.optimizer,
-             optimizer_params = params, force = opts.force}
+             optimizer_params = params, force = opts.force, init = model.init_weights or "random"}
 if opts.resume then trainer:resume(run) end
 local log = trainer:run(opts.epochs, run)
 
 -- summary: the epoch whose checkpoint is kept (best --select metric)
-local sel, best = log[opts.select], 1
-for i, v in ipairs(sel) do if v > sel[best] then best = i end end
-print(("best epoch %d: val acc %.2f%%, val AUC %.4f, test acc %.2f%%, test AUC %.4f (checkpoints/%s_%s_%s.safetensors)")
-  :format(best, log.val_acc[best], log.val_auc[best] or 0 / 0, log.test_acc[best], log.test_auc[best], opts.dataset,
-    opts.model, opts.optimizer))
+local best = Trainer.best_epoch(log)
+print(("best epoch %d: val acc %.2f%%, val AUC %.4f, test acc %.2f%%, test AUC %.4f (%s)"):format(best,
+  log.val_acc[best], log.val_auc[best] or 0 / 0, log.test_acc[best], log.test_auc[best],
+  runs.checkpoint(opts.dataset, opts.model, opts.optimizer)))

@@ -15,32 +15,26 @@
 local fmd = require "fmd"
 local cli = require "fmd.cli"
 local models = require "fmd.models"
+local runs = require "fmd.runs"
 
 local Bonus = models.class("bonus")
 local designs = {}
 for k in pairs(Bonus.DESIGNS) do designs[#designs + 1] = k end
 table.sort(designs)
 
-local opts = cli.parse(arg, {
+local opts = runs.apply_common(cli.parse(arg, runs.flags({
   name = "scripts/train_bonus.lua",
-  description = "Train the bonus model on <data-root>/<dataset>/{train,val}; the best epoch by validation AUC "
-    .. "is saved to checkpoints/bonus.safetensors (the chosen design and recipe) or checkpoints/bonus_<design>_<recipe>.safetensors.",
-  {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
-  {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
+  description = ("Train the bonus model on <data-root>/<dataset>/{train,val}; the best epoch by validation AUC "
+    .. "is saved to %s (the chosen design and recipe) or %s."):format(runs.bonus_checkpoint(),
+    runs.bonus_checkpoint("<design>", "<recipe>")),
   {"--design", default = Bonus.CHOSEN, choices = designs, help = "architecture (DESIGNS in bonus_model.lua)"},
   {"--epochs", "-e", type = "integer", default = 16, min = 1, help = "number of epochs"},
-  {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size"},
   {"--lr", type = "number", default = 0.0003, help = "initial learning rate (cosine decay to lr/100)"},
   {"--weight_decay", type = "number", default = 1e-4, help = "Adam weight decay"},
   {"--recipe", default = Bonus.RECIPE, choices = {"course", "augment"},
    help = "augmentation: the course's (crop, flip) or also JPEG re-compression (p 0.5, quality 60-100), blur (p 0.2), colour jitter (0.1)"},
   {"--checkpoint", metavar = "PATH", help = "where to save (default by design, see above)"},
-  {"--seed", type = "integer", default = 0, help = "random seed"},
-  {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-  {"--workers", type = "integer", default = 2, min = 0, help = "image-decoding threads"},
-})
-if opts.threads then fmd.set_num_threads(opts.threads) end
-fmd.manual_seed(opts.seed)
+}, "dataset", "data_root", "batch_size", "seed", "threads", "workers")))
 
 local data = require "fmd.data"
 local json = require "fmd.json"
@@ -81,10 +75,10 @@ local trainer = Trainer.new(model, optimizer, nn.CrossEntropyLoss(), opts.batch_
 -- the chosen design and recipe make checkpoints/bonus.safetensors; the
 -- others their own file, so trying a design never replaces the chosen one
 local chosen = opts.design == Bonus.CHOSEN and recipe == Bonus.RECIPE
-local ckpt = opts.checkpoint or (chosen and Bonus.CHECKPOINT
-  or ("checkpoints/bonus_%s_%s.safetensors"):format(opts.design, recipe))
+local ckpt = opts.checkpoint or (chosen and Bonus.CHECKPOINT or runs.bonus_checkpoint(opts.design, recipe))
 fmd.sys.mkdir(ckpt:match("^(.*)/[^/]*$") or ".")
-fmd.sys.mkdir("out")
+fmd.sys.mkdir(runs.DIRS.logs)
+Bonus.read_designs(runs.bonus_designs())   -- a damaged designs table is found now, not after an epoch
 
 local log = {__order = {"design", "recipe", "dataset", "params", "macs", "train_loss", "train_acc", "val_loss", "val_acc",
                         "val_auc", "lr", "seconds_per_epoch"},
@@ -94,13 +88,8 @@ local best, best_epoch = -1, 0
 -- one row per (dataset, design, recipe, epochs): the latest training of it,
 -- rewritten after every epoch so an interrupted run still counts
 local function write_row(epochs_done, seconds)
-  local table_path = "out/bonus_designs.json"
-  local rows = {}
-  if fmd.sys.is_file(table_path) then
-    local ok, old = pcall(json.read_file, table_path)
-    if not ok then error(("%s is not readable (%s); fix or remove it"):format(table_path, tostring(old)), 0) end
-    rows = old
-  end
+  local table_path = runs.bonus_designs()
+  local rows = Bonus.read_designs(table_path)
   local row = {__order = {"dataset", "design", "recipe", "params", "macs", "planned_epochs", "epochs", "best_epoch",
                           "val_auc", "train_seconds", "checkpoint", "chosen"},
                planned_epochs = opts.epochs,
@@ -128,7 +117,7 @@ for ep = 1, opts.epochs do
   local train_loss, train_acc = trainer:train_one_epoch()
   local val_loss, val_acc, scores, labels = trainer:validate()
   trainer.epoch = ep
-  local auc = metrics.roc_auc(scores, labels)
+  local auc = metrics.roc_auc(labels, scores)
   local secs = fmd.sys.now() - t0
   print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% auc %.4f | %.0f s"):format(
     train_loss, train_acc, val_loss, val_acc, auc, secs))
@@ -145,7 +134,7 @@ for ep = 1, opts.epochs do
     print(("saved %s (val AUC %.4f)"):format(ckpt, auc))
   end
   write_row(ep, fmd.sys.now() - t_start)
-  json.write_file(("out/bonus_%s_%s%s.json"):format(opts.dataset, opts.design, recipe == "augment" and "_augment" or ""), log, 2)
+  json.write_file(runs.bonus_log(opts.dataset, opts.design, recipe), log, 2)
 end
 local total = fmd.sys.now() - t_start
 

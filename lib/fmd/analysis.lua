@@ -1,51 +1,18 @@
--- What the course's analysis scripts share: their flags, loading a model
--- with its checkpoint (checked), running it over a split, figure names.
+-- What the course's analysis scripts share: loading a model with its
+-- checkpoint (checked), running it over a split, its metrics, Grad-CAM.
+-- Their flags and the names of their files are fmd.runs'.
 --
+--   local runs = require "fmd.runs"
 --   local analysis = require "fmd.analysis"
---   local opts = analysis.parse(arg, {name = "scripts/x.lua", description = "...", checkpoint = true})
+--   local opts = runs.parse(arg, {name = "scripts/x.lua", description = "...", checkpoint = true})
 --   local model, meta = analysis.load_model(opts.model, opts.checkpoint_path)
 --   local out = analysis.run(model, analysis.dataset(opts, "test"))   -- logits, labels
---   analysis.figure(opts, "roc_curve")   --> figures/<dataset>_<model>_roc_curve.png
 local fmd = require "fmd"
-local cli = require "fmd.cli"
 local data = require "fmd.data"
-local models = require "fmd.models"
 local transforms = require "fmd.transforms"
 local image = require "fmd.image"
 
 local analysis = {}
-
--- def: {name, description, checkpoint = bool, json = bool, [extra flag specs]}
--- The course's flags (-m, -cpp, -j, -d) plus --data-root, --out-dir, --seed.
-function analysis.parse(argv, def)
-  local spec = {name = def.name, description = def.description,
-    {"--model", "-m", default = "SimpleNet", metavar = "NAME", help = "model name (" .. table.concat(models.names(), ", ") .. ")"},
-    {"--dataset", "-d", default = "fakes_dataset", metavar = "NAME", help = "data set folder under the data root"},
-    {"--data-root", metavar = "DIR", help = "folder holding the data sets (default $FMD_DATA or data)"},
-    {"--out-dir", default = "figures", metavar = "DIR", help = "where figures are written"},
-    {"--seed", type = "integer", default = 0, help = "random seed (which test images are shown)"},
-    {"--threads", type = "integer", min = 1, help = "compute threads (default: all cores)"},
-    {"--batch_size", "-b", type = "integer", default = 32, min = 1, help = "batch size for evaluation"},
-  }
-  if def.checkpoint then
-    table.insert(spec, 2, {"--checkpoint_path", "-cpp", metavar = "PATH",
-      help = "checkpoint (default checkpoints/<dataset>_<model>_Adam.safetensors)"})
-  end
-  if def.json then
-    table.insert(spec, 2, {"--json", "-j", metavar = "PATH",
-      help = "training log (default out/<dataset>_<model>_Adam.json)"})
-  end
-  for _, s in ipairs(def) do spec[#spec + 1] = s end
-  local opts, positional = cli.parse(argv, spec)
-  if #positional > 0 then error(("%s: unexpected argument '%s' (see --help)"):format(def.name, positional[1]), 0) end
-  if def.checkpoint and not opts.checkpoint_path then
-    opts.checkpoint_path = ("checkpoints/%s_%s_Adam.safetensors"):format(opts.dataset, opts.model)
-  end
-  if def.json and not opts.json then opts.json = ("out/%s_%s_Adam.json"):format(opts.dataset, opts.model) end
-  if opts.threads then fmd.set_num_threads(opts.threads) end
-  fmd.manual_seed(opts.seed)
-  return opts
-end
 
 -- the model `name` with the weights of `path`, in eval mode; every tensor
 -- must match both ways (a checkpoint of another model names what is missing
@@ -70,10 +37,13 @@ function analysis.dataset(opts, part, transform)
 end
 
 -- every image of ds through the model without a graph: {a = real logits,
--- b = fake logits, labels = 0/1} as Lua arrays in data set order
+-- b = fake logits, labels = 0/1} as Lua arrays in data set order. Under
+-- mpirun each rank runs its shard and every rank gets all of it (fmd.dist).
 function analysis.run(model, ds, opts)
   opts = opts or {}
   local progress = require "fmd.progress"
+  local dist = require "fmd.dist"
+  ds = dist.shard_dataset(ds, opts.batch_size or 32)
   local dl = data.DataLoader(ds, {batch_size = opts.batch_size or 32, num_workers = opts.num_workers or 2})
   local bar = progress.new{total = #dl, label = opts.label or "test", unit = "img"}
   local a, b, labels = {}, {}, {}
@@ -95,7 +65,7 @@ function analysis.run(model, ds, opts)
     end
   end)
   bar:finish()
-  return {a = a, b = b, labels = labels}
+  return {a = dist.all_gather(a), b = dist.all_gather(b), labels = dist.all_gather(labels)}
 end
 
 -- the detection metrics of a model on a data set (one function for
@@ -114,19 +84,13 @@ function analysis.evaluate(model, ds, what, opts)
   local y = r.labels
   local pred = {}
   for i = 1, #y do pred[i] = r.b[i] > r.a[i] and 1 or 0 end
-  local eer, eer_thr = metrics.eer(r.b, y)
-  local cm = metrics.confusion(pred, y, 0.5)
+  local eer, eer_thr = metrics.eer(y, r.b)
+  local cm = metrics.confusion(y, pred)
   return {scores = r, n_real = nreal, n_fake = nfake,
-          auc_a = metrics.roc_auc(r.a, y), auc_b = metrics.roc_auc(r.b, y),
-          average_precision = metrics.average_precision(r.b, y), eer = eer, eer_threshold = eer_thr,
-          accuracy = 100 * metrics.accuracy(pred, y, 0.5),
+          auc_a = metrics.roc_auc(y, r.a), auc_b = metrics.roc_auc(y, r.b),
+          average_precision = metrics.average_precision(y, r.b), eer = eer, eer_threshold = eer_thr,
+          accuracy = 100 * metrics.accuracy(y, pred),
           confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp}}
-end
-
--- figures/<dataset>_<model>_<suffix>.png (out dir made if missing)
-function analysis.figure(opts, suffix)
-  fmd.sys.mkdir(opts.out_dir)
-  return ("%s/%s_%s_%s.png"):format(opts.out_dir, opts.dataset, opts.model, suffix)
 end
 
 -- a normalised (3,H,W) image back to [0, 1] for display; input: the
@@ -159,8 +123,9 @@ end
 -- conv3) for opts.target ("pred" default, "true", "real", "fake"), as a jet
 -- heat map over the de-normalised image (weight 0.5). Returns the H x W x 3
 -- visualisation in [0, 1], the true label (0/1) and details: {image =
--- (3,H,W), map = (H,W) in [0, 1], raw = low-resolution CAM, pred = 0/1,
--- p_fake, target = class explained, target_name}.
+-- (3,H,W), map = (H,W) in [0, 1] as shown (explain.clip_percentile), raw =
+-- low-resolution CAM, pred = 0/1, p_fake, target = class explained,
+-- target_name}.
 function analysis.get_grad_cam_visualization(test_dataset, model, opts)
   opts = opts or {}
   local explain = require "fmd.explain"
@@ -178,7 +143,7 @@ function analysis.get_grad_cam_visualization(test_dataset, model, opts)
     error(("unknown attribution method '%s'"):format(tostring(opts.method)), 0)
   end
   local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
-  local map = explain.normalize(maps[1])
+  local map = explain.clip_percentile(maps[1])
   local shown = analysis.denormalize(img, test_dataset.input)
   local vis = image.blend(image.colormap(map, "jet"), shown, 0.5)
   return vis:permute(2, 3, 1), math.tointeger(label), {image = shown, map = map, raw = raw and raw[1], pred = pred,

@@ -51,6 +51,19 @@ function methods:path(i) return self.paths[i] end
 
 function methods:counts() return self.nreal, self.nfake end
 
+-- ds:slice(first, last): the items first..last (inclusive; none when last <
+-- first) as a data set of their own, same root and transform (fmd.dist
+-- gives each rank one)
+function methods:slice(first, last)
+  local paths, labels, nfake = {}, {}, 0
+  for i = math.max(first, 1), math.min(last, #self.paths) do
+    paths[#paths + 1], labels[#labels + 1] = self.paths[i], self.labels[i]
+    nfake = nfake + self.labels[i]
+  end
+  return setmetatable({root = self.root, transform = self.transform, paths = paths, labels = labels,
+                       nreal = #paths - nfake, nfake = nfake}, FacesDataset)
+end
+
 FacesDataset.__index = function(self, k)
   if math.type(k) == "integer" then
     -- ds[i] is one value in Lua: a {image, label} pair (also .image, .label)
@@ -142,9 +155,12 @@ DataLoader.__index = DataLoader
 DataLoader.__name = "DataLoader"
 
 -- DataLoader(ds, {batch_size = 1, shuffle = false, drop_last = false,
---   num_workers = 2, seed = 0, prefetch = 2, skip_bad = false})
+--   num_workers = 2, seed = 0, prefetch = 2, skip_bad = false, shard = nil})
 -- skip_bad (C loader): an image that cannot be read or decoded is left out
 -- of its batch instead of raising; loader:skipped() tells which.
+-- shard = {rank =, count =} (fmd.dist.shard()): this rank's part of each
+-- epoch's order, its k-th batch being its part of global batch k of
+-- batch_size * count (fmd_loader_shard in engine/fmd.h).
 -- ds: a FacesDataset, or any object with #ds and ds:get(i, gen) -> image,
 -- label (or ds[i] -> {image, label}). A FacesDataset whose transform has a
 -- C description (the course transforms) is read by the C threaded loader;
@@ -164,15 +180,20 @@ function M.DataLoader(ds, opts)
   }, DataLoader)
   local n = #ds
   self.nbatches = self.drop_last and n // bs or (n + bs - 1) // bs
+  local sh = opts.shard
+  if sh and sh.count > 1 then
+    self.shard = {batch_size = bs, drop_last = self.drop_last, count = sh.count, rank = sh.rank}
+    self.nbatches = (#C.loader_order(n, false, 0, 0, self.shard) + bs - 1) // bs
+  end
   local tf = M.is_faces_dataset(ds) and ds.transform
   if opts.backend ~= "lua" and type(tf) == "table" and tf.ops then
     self.c = C.Loader(ds.paths, ds.labels, tf.ops, {batch_size = bs, shuffle = self.shuffle,
       drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch,
-      skip_bad = self.skip_bad})
+      skip_bad = self.skip_bad, shard_count = sh and sh.count, shard_rank = sh and sh.rank})
   elseif M.is_faces_dataset(ds) and ds.transform == nil then
     self.c = C.Loader(ds.paths, ds.labels, {}, {batch_size = bs, shuffle = self.shuffle,
       drop_last = self.drop_last, num_workers = nw, seed = self.seed, prefetch = self.prefetch,
-      skip_bad = self.skip_bad})
+      skip_bad = self.skip_bad, shard_count = sh and sh.count, shard_rank = sh and sh.rank})
   end
   if opts.backend == "lua" then self.c = nil end
   return self
@@ -203,7 +224,7 @@ function DataLoader:iter(epoch)
     return function() return c:next() end, nil, nil, c
   end
   local ds, bs, seed = self.dataset, self.batch_size, self.seed
-  local order = C.loader_order(#ds, self.shuffle, seed, epoch)
+  local order = C.loader_order(#ds, self.shuffle, seed, epoch, self.shard)
   local b, nb = 0, self.nbatches
   return function()
     if b >= nb then return nil end

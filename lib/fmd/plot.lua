@@ -121,7 +121,8 @@ local function write_xy(fn, file, x, y, i)
   f:close()
 end
 
-local function axis_lines(opts)
+-- entries: how many lines the key has (for the room a key below the axes takes)
+local function axis_lines(opts, entries)
   local L = {}
   if opts.title then L[#L + 1] = ("set title %s font %s"):format(gq(opts.title), gq(FONT .. ",13")) end
   if opts.xlabel then L[#L + 1] = "set xlabel " .. gq(opts.xlabel) end
@@ -144,8 +145,12 @@ local function axis_lines(opts)
   end
   L[#L + 1] = "set border lc rgb '#444444'"
   L[#L + 1] = ("set key %s opaque box lc rgb '#bbbbbb' samplen 2.5 spacing 1.2"):format(opts.key or "top right")
-  -- gnuplot's automatic margin puts a key below the axes over the x label
-  if (opts.key or ""):find("below", 1, true) then L[#L + 1] = "set bmargin 6" end
+  -- gnuplot's automatic margin puts a key below the axes over the x label;
+  -- a vertical key there takes one line per entry
+  local key = opts.key or ""
+  if key:find("below", 1, true) then
+    L[#L + 1] = ("set bmargin %d"):format(key:find("vertical", 1, true) and 5 + (entries or 1) or 6)
+  end
   for _, m in ipairs(opts.marker or {}) do
     L[#L + 1] = ("set label %s at %.17g,%.17g point pt 7 ps 1.8 lc rgb '#000000' offset 1,1 front")
       :format(gq(m.label or ""), m.x, m.y)
@@ -176,7 +181,9 @@ local function draw(fn, path, series, opts, extra, using, after)
   local clauses = {}
   for i, s in ipairs(series) do clauses[i] = series_clause(("s%d.dat"):format(i), s, i, using) end
   for _, c in ipairs(after or {}) do clauses[#clauses + 1] = c end
-  local lines = axis_lines(opts)
+  local entries = #(after or {})
+  for _, s in ipairs(series) do if s.title then entries = entries + 1 end end
+  local lines = axis_lines(opts, entries)
   for _, l in ipairs(extra or {}) do lines[#lines + 1] = l end
   lines[#lines + 1] = "plot " .. table.concat(clauses, ", \\\n     ")
   return render(fn, path, opts.size or {800, 560}, lines, function(dir)
@@ -209,10 +216,15 @@ local function defaults(opts, d)
   return o
 end
 
+-- the key of ROC and DET curves: below the axes, one entry a line. Inside
+-- it would hide a curve: a score worse than chance runs along the ROC's
+-- bottom right and through the DET's top right.
+local KEY_BELOW = "below center vertical Left reverse"
+
 -- ROC: curves = list of {fpr =, tpr =, title =}; the chance diagonal dashed
 function plot.roc(path, curves, opts)
   opts = defaults(opts, {xlabel = "False positive rate", ylabel = "True positive rate", xrange = {0, 1},
-                         yrange = {0, 1.0001}, key = "bottom right", size = {760, 680}})
+                         yrange = {0, 1.0001}, key = KEY_BELOW, size = {760, 740}})
   return draw("roc", path, relabel(curves, "fpr", "tpr"), opts, {"set size ratio -1"}, nil,
     {"x with lines dt 2 lc rgb '#888888' lw 1.2 title 'chance'"})
 end
@@ -239,8 +251,8 @@ function plot.det(path, curves, opts)
   local t = {}
   for i, p in ipairs(ticks) do t[i] = ("%s invnorm(%g)"):format(gq(labels[i]), p) end
   local lim = 3.2   -- a little beyond the 0.1 % / 99.9 % ticks (+-3.09)
-  opts = defaults(opts, {xlabel = "False positive rate", ylabel = "False negative rate", key = "top right",
-                         size = {760, 680}, grid = false})
+  opts = defaults(opts, {xlabel = "False positive rate", ylabel = "False negative rate", key = KEY_BELOW,
+                         size = {760, 740}, grid = false})
   local extra = {
     ("clip(p) = invnorm(p < %.10g ? %.10g : (p > %.10g ? %.10g : p))"):format(0.0005, 0.0005, 0.9995, 0.9995),
     ("lim = %g"):format(lim),
@@ -263,10 +275,34 @@ local function fit_font(text, width, max, min)
   return math.max(min, math.min(max, math.floor(width / (0.68 * (utf8.len(text) or #text)))))
 end
 
+-- gnuplot's "set palette defined" of image.colormap(name): 65 samples,
+-- exact for jet (piecewise linear with knots at multiples of 1/8) and gray,
+-- so a colour bar shows the very colours of the panels
+local function palette(name)
+  local n = 64
+  local v = {}
+  for k = 0, n do v[k + 1] = k / n end
+  local ok, c = pcall(image.colormap, fmd.tensor({v}), name)
+  if not ok then error("plot.images: colorbar: " .. tostring(c):gsub("^image%.colormap: ", ""), 3) end
+  local stops = {}
+  for k = 0, n do
+    local rgb = {}
+    for ch = 1, 3 do rgb[ch] = math.floor(c[ch][1][k + 1] * 255 + 0.5) end
+    stops[k + 1] = ("%.6f '#%02x%02x%02x'"):format(k / n, rgb[1], rgb[2], rgb[3])
+  end
+  return "set palette defined (" .. table.concat(stops, ", ") .. ")"
+end
+
+local COLORBAR_W = 110   -- pixels right of the panels: the bar, its tics and label
+
 -- panels = list of {image = (3,H,W) in [0, 1] or an (H,W) map (drawn
 -- gray), title = "..."}; opts: cols (default ceil(sqrt(n))), title (of the
 -- figure), panel_size (pixels of a panel's longer side, default 256),
--- font_size (panel titles; default by panel size)
+-- font_size (panel titles; default by panel size), colorbar = {label =
+-- "what the values are", map = "jet" or "gray" (the colour map the heat
+-- maps were drawn with, default jet), range = {lo, hi} (default {0, 1}),
+-- tics = step (default 0.2 of the range)}: one colour bar right of the
+-- panels, for the heat maps they share
 function plot.images(path, panels, opts)
   check_path("images", path)
   opts = opts or {}
@@ -288,12 +324,18 @@ function plot.images(path, panels, opts)
   local title_h = math.floor(fs * 2.2)
   local top = opts.title and 42 or 6
   local pw, ph = ps, math.floor(ps * aspect + 0.5)
-  local W, H = cols * (pw + 8) + 8, top + rows * (ph + title_h + 8)
+  local cb = opts.colorbar
+  local range = cb and (cb.range or {0, 1})
+  if cb and not (type(range) == "table" and type(range[1]) == "number" and type(range[2]) == "number" and range[1] < range[2]) then
+    error("plot.images: colorbar.range must be {lo, hi} with lo < hi", 2)
+  end
+  local right = cb and COLORBAR_W or 0
+  local W, H = cols * (pw + 8) + 8 + right, top + rows * (ph + title_h + 8)
   local lines = {
     "unset key; unset tics; unset border; unset colorbox",
     ("set multiplot layout %d,%d%s margins %.6f,%.6f,%.6f,%.6f spacing %.6f,%.6f"):format(rows, cols,
       opts.title and (" title " .. gq(opts.title) .. " font " .. gq(FONT .. "," .. fit_font(opts.title, W - 16, 14, 8))) or "",
-      4 / W, 1 - 4 / W, 4 / H, 1 - top / H, 8 / W, (title_h + 8) / H),
+      4 / W, 1 - (4 + right) / W, 4 / H, 1 - top / H, 8 / W, (title_h + 8) / H),
   }
   for i, p in ipairs(panels) do
     local t = rgb[i]
@@ -301,7 +343,20 @@ function plot.images(path, panels, opts)
     lines[#lines + 1] = ("set title %s font %s offset 0,-0.6"):format(gq(title or ""),
       gq(FONT .. "," .. fit_font(title, pw, fs, 7)))
     lines[#lines + 1] = ("set xrange [-0.5:%d.5]; set yrange [-0.5:%d.5]; set size ratio -1"):format(t:size(3) - 1, t:size(2) - 1)
-    lines[#lines + 1] = ("plot 'p%d.png' binary filetype=png with rgbimage"):format(i)
+    local bar = ""
+    if cb and i == n then
+      -- the bar spans the panels' images, from the last row's bottom to the
+      -- first row's top; an invisible palette-coloured line makes gnuplot draw it
+      local lo, hi = range[1], range[2]
+      lines[#lines + 1] = palette(cb.map or "jet")
+      lines[#lines + 1] = ("set cbrange [%.17g:%.17g]; set cbtics %.17g scale 0.6 font %s"):format(lo, hi,
+        cb.tics or (hi - lo) / 5, gq(FONT .. ",10"))
+      lines[#lines + 1] = ("set colorbox vertical user origin screen %.6f, screen %.6f size screen %.6f, screen %.6f border"):format(
+        (W - right + 6) / W, 6 / H, 18 / W, (H - top - title_h - 10) / H)
+      lines[#lines + 1] = ("set cblabel %s font %s offset -0.5,0"):format(gq(cb.label or ""), gq(FONT .. ",11"))
+      bar = (", NaN with lines lc palette cb %.17g notitle"):format(lo)
+    end
+    lines[#lines + 1] = ("plot 'p%d.png' binary filetype=png with rgbimage%s"):format(i, bar)
   end
   lines[#lines + 1] = "unset multiplot"
   return render("images", path, {W, H}, lines, function(dir)

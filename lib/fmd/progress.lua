@@ -17,7 +17,9 @@ function progress.new(o)
   self.total = o.total or 0
   self.label = o.label or ""
   self.unit = o.unit or "it"
-  self.tty = o.tty ~= nil and o.tty or fmd_core.sys.isatty(1)
+  -- under mpirun, plain lines: the ranks write to a pseudo-terminal of the
+  -- launcher whatever its own output is (and only rank 0 prints, fmd.dist)
+  self.tty = o.tty ~= nil and o.tty or (fmd_core.sys.isatty(1) and not fmd_core._dist.initialized())
   self.start = fmd_core.sys.now()
   self.last = -1
   return self

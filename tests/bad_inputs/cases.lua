@@ -21,6 +21,32 @@ local function crc32(str)
   return c ~ 0xffffffff
 end
 local function png_chunk(kind, body) return string.pack(">I4", #body) .. kind .. body .. string.pack(">I4", crc32(kind .. body)) end
+-- a plot_accuracy_and_loss case: a one-epoch log whose lists are valid but
+-- for `fields` (JSON members that replace the valid ones)
+local function log_text(fields)
+  local lists = {}
+  for _, k in ipairs{"train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc"} do
+    if not fields:find('"' .. k .. '"', 1, true) then lists[#lists + 1] = ('"%s": [1]'):format(k) end
+  end
+  return "[{" .. fields .. ", " .. table.concat(lists, ", ") .. "}]"
+end
+local function bad_log(what, fields, expect)
+  local text = log_text(fields)
+  return {name = "plot_accuracy_and_loss: " .. what, setup = function(ctx) ctx.file("log.json", text) end,
+          run = "plot_accuracy_and_loss.lua -j log.json", expect = expect,
+          absent = {"figures/fakes_dataset_SimpleNet_losses_plot.png"}}
+end
+-- a report case: out/<file> holds `text`; the report names it, leaves it out and is written
+local function report_leaves_out(what, file, text, expect)
+  return {name = "report: " .. what .. " is named and left out (a warning)", exit = 0,
+          setup = function(ctx) ctx.file("out/" .. file, text) end, run = "report.lua --data-root {data}", expect = expect}
+end
+-- a committed clip of tests/fixtures/videos, and reading one to the end
+local function clip(ctx, name) return ctx.here .. "/tests/fixtures/videos/" .. name end
+local function read_video(ctx, name)
+  local v = fmd.video.open(clip(ctx, name), {all = true})
+  for _ in v:frames() do end
+end
 -- a TensorFlow.js weights manifest: one group, shard a.bin, one float32 [2, 3]
 local TFJS_MANIFEST = '[{"paths": ["a.bin"], "weights": [{"name": "w", "shape": [2, 3], "dtype": "float32"}]}]'
 -- a Keras model wrapped in JavaScript as nsfwjs ships it (model.min.js; the
@@ -209,18 +235,19 @@ return {
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "training log log.json holds no runs"},
   {name = "plot_accuracy_and_loss: a run without losses",
    setup = function(ctx) ctx.file("log.json", '[{"model": "SimpleNet"}]') end,
-   run = "plot_accuracy_and_loss.lua -j log.json", expect = "the last run has no 'train_loss' values"},
+   run = "plot_accuracy_and_loss.lua -j log.json",
+   expect = "training log log.json, last run: 'train_loss' is missing, expected a list of numbers"},
   {name = "plot_accuracy_and_loss: a log that is a folder", setup = function(ctx) ctx.mkdir("log.json") end,
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "log.json"},
   {name = "plot_accuracy_and_loss: a log that is a FIFO", setup = function(ctx) ctx.fifo("log.json") end,
    run = "plot_accuracy_and_loss.lua -j log.json", expect = "log.json"},
-  {name = "plot_accuracy_and_loss: losses that are strings",
-   setup = function(ctx)
-     ctx.file("log.json", '[{"train_loss": ["a"], "val_loss": [1], "test_loss": [1], "train_acc": [1], "val_acc": [1], '
-       .. '"test_acc": [1]}]')
-   end,
-   run = "plot_accuracy_and_loss.lua -j log.json", expect = "the last run's 'train_loss' value 1 is 'a', expected a number",
-   absent = {"figures/fakes_dataset_SimpleNet_losses_plot.png"}},
+  bad_log("losses that are strings", '"train_loss": ["a"]',
+    "training log log.json, last run: 'train_loss' value 1 is 'a', expected a number >= 0"),
+  bad_log("an accuracy above 100 %", '"train_acc": [250]',
+    "training log log.json, last run: 'train_acc' value 1 is 250, expected a number >= 0 and <= 100"),
+  bad_log("lists of different lengths", '"train_loss": [1, 0.5], "test_loss": [1, 1], "train_acc": [1, 2], '
+    .. '"val_acc": [1, 2], "test_acc": [1, 2]', "'val_loss' is a list, expected a list of numbers of 2 values (it has 1)"),
+  bad_log("a NaN loss written as null", '"train_loss": [null]', "'train_loss' value 1 is null, expected a number >= 0"),
   {name = "train: the log path is a folder",
    setup = function(ctx) ctx.mkdir("out/synthetic_dataset_SimpleNet_SGD.json") end,
    run = "train.lua " .. SYN .. " -e 1 --workers 1",
@@ -230,6 +257,22 @@ return {
    setup = function(ctx) ctx.file("out/synthetic_dataset_SimpleNet_metrics.json", "{oops") end,
    run = "report.lua --data-root {data}",
    expect = "out/synthetic_dataset_SimpleNet_metrics.json is not readable JSON (out/synthetic_dataset_SimpleNet_metrics.json, line 1, column 3: invalid JSON"},
+  report_leaves_out("a metrics file whose AUC is not a number", "synthetic_dataset_SimpleNet_metrics.json",
+    '{"auc_a": 0.4, "auc_b": "high", "average_precision": 0.5, "eer": 0.5, "eer_threshold": 0, "accuracy": 50, '
+      .. '"confusion": {"tn": 1, "fp": 1, "fn": 1, "tp": 1}}',
+    "out/synthetic_dataset_SimpleNet_metrics.json is not usable: out/synthetic_dataset_SimpleNet_metrics.json: "
+      .. "'auc_b' is 'high', expected a number >= 0 and <= 1; left out"),
+  report_leaves_out("a training log with a negative loss", "synthetic_dataset_SimpleNet_Adam.json",
+    log_text('"train_loss": [-1]'),
+    "training log out/synthetic_dataset_SimpleNet_Adam.json, last run: 'train_loss' value 1 is -1, expected a number >= 0"),
+  {name = "train_bonus: a designs table whose row has a negative parameter count",
+   setup = function(ctx)
+     ctx.file("out/bonus_designs.json", '[{"dataset": "d", "design": "meso4", "params": -5, "macs": 1, "epochs": 1, '
+       .. '"best_epoch": 1, "val_auc": 0.5, "train_seconds": 1}]')
+   end,
+   run = "train_bonus.lua " .. SYN .. " -e 1 --workers 1",
+   expect = "out/bonus_designs.json, row 1: 'params' is -5, expected an integer >= 1",
+   absent = {"checkpoints/bonus.safetensors"}},
   {name = "train_bonus: a designs table that does not parse",
    setup = function(ctx) ctx.file("out/bonus_designs.json", "[{") end,
    run = "train_bonus.lua " .. SYN .. " -e 1 --workers 1", expect = "bonus_designs.json"},
@@ -338,6 +381,14 @@ return {
   {name = "tfjs: no manifest", lua = function(ctx) return require("fmd.tfjs").load(ctx.path("nosuch.json")) end,
    expect = "nosuch.json: no such file"},
 
+  ------------------------------------------------------------ face detection (fmd.detect)
+  {name = "detect.faces at a size that is not a multiple of 32", lua = function()
+     return require("fmd.detect").faces(fmd.zeros(3, 8, 8), {size = 100})
+   end, expect = "detect.faces: size must be a multiple of 32 (the grid is size/32), got 100"},
+  {name = "detect.crop of a box without width", lua = function()
+     return require("fmd.detect").crop(fmd.zeros(3, 8, 8), {x = 1, y = 1, w = 0, h = 4})
+   end, expect = "detect.crop: box must be {x, y, w, h} with finite numbers and w, h > 0"},
+
   ------------------------------------------------------------ Keras models in JavaScript (fmd.keras)
   {name = "keras: a model.min.js that wraps no object", lua = function(ctx)
      return require("fmd.keras").load(ctx.file("m/model.min.js", "console.log('hi')"))
@@ -396,8 +447,10 @@ return {
      return require("fmd.data").DataLoader({{fmd.zeros(1), 0}}, {batch_size = 0})
    end, expect = "batch_size"},
   {name = "roc_auc of nothing", lua = function() return require("fmd.metrics").roc_auc({}, {}) end, expect = "roc_auc"},
-  {name = "roc_auc with a label 2", lua = function() return require("fmd.metrics").roc_auc({0.1, 0.2}, {0, 2}) end,
-   expect = "roc_auc"},
+  {name = "roc_auc with a label 2", lua = function() return require("fmd.metrics").roc_auc({0, 2}, {0.1, 0.2}) end,
+   expect = "roc_auc(labels, scores): labels must be 0 or 1, got 2 at index 2"},
+  {name = "roc_auc with scores first", lua = function() return require("fmd.metrics").roc_auc({0.1, 0.2}, {0, 1}) end,
+   expect = "(the order is labels first, as scikit-learn's y_true, y_score)"},
   {name = "Adam with a negative learning rate", lua = function()
      local nn, optim = require "fmd.nn", require "fmd.optim"
      return optim.Adam(nn.Linear(2, 2):parameters(), {lr = -1})
@@ -413,4 +466,59 @@ return {
        {print = function() end, checkpoint_dir = ctx.path("c"), out_dir = ctx.path("o")}):run(1, {model_name = "L",
        dataset_name = "none", optimizer_name = "SGD"})
    end, expect = "the train split has no images"},
+
+  ------------------------------------------------------------ videos (fmd.video, docs/video.md)
+  -- the clips are tests/fixtures/videos (tests/fixtures/make_videos.py); a
+  -- row reads the whole video, as a caller would
+  {name = "video: a text file named .mp4", lua = function(ctx) return read_video(ctx, "notes.mp4") end,
+   expect = "notes.mp4': not a video file FFmpeg can read (Invalid data found when processing input"},
+  {name = "video: an MP4 cut short (its index says 30 frames)", lua = function(ctx) return read_video(ctx, "truncated.mp4") end,
+   expect = "truncated.mp4': truncated or damaged: its frames stop at"},
+  {name = "video: a WebM cut short (its header says 3 s)", lua = function(ctx) return read_video(ctx, "truncated.webm") end,
+   expect = "truncated.webm': truncated or damaged: its frames stop at 0.70 s (its header gives 3.00 s"},
+  {name = "video: a video stream without frames", lua = function(ctx) return read_video(ctx, "noframes.avi") end,
+   expect = "noframes.avi': the video stream has no frames"},
+  {name = "video: sound only", lua = function(ctx) return read_video(ctx, "audio.m4a") end,
+   expect = "audio.m4a': no video stream (the file holds audio aac)"},
+  {name = "video: random bytes named .webm", lua = function(ctx)
+     local bytes = {}
+     for i = 1, 4000 do bytes[i] = string.char((i * 7919 + i // 13) % 256) end
+     return fmd.video.open(ctx.file("noise.webm", table.concat(bytes)))
+   end, expect = "noise.webm': not a video file FFmpeg can read"},
+  {name = "video: a header claiming 9000 x 8000 frames is refused before decoding", lua = function(ctx)
+     return fmd.video.open(ctx.file("big.y4m", "YUV4MPEG2 W9000 H8000 F10:1 C420\nFRAME\n" .. ("x"):rep(1000)))
+   end, expect = "big.y4m': frames of 9000 x 8000 (72000000 pixels) are over the limit of 67108864 pixels"},
+  {name = "video: a missing file", lua = function(ctx) return fmd.video.open(ctx.path("nosuch.mp4")) end,
+   expect = "video: cannot open"},
+  {name = "video: an empty file", lua = function(ctx) return fmd.video.open(ctx.file("empty.mp4", "")) end,
+   expect = "empty.mp4': the file is empty"},
+  {name = "video: a folder", lua = function(ctx) return fmd.video.open(ctx.dir) end,
+   expect = "is not a regular file (a directory)"},
+  {name = "video: a FIFO named .mp4 does not block", lua = function(ctx) return fmd.video.open(ctx.fifo("pipe.mp4")) end,
+   expect = "is not a regular file (a pipe)"},
+  {name = "video: a path is a file name, never an FFmpeg URL", lua = function(ctx)
+     return fmd.video.open("concat:" .. ctx.here .. "/tests/fixtures/videos/h264.mp4")
+   end, expect = "video: cannot open concat:"},
+  {name = "video: an HLS playlist naming another file is not followed", lua = function(ctx)
+     return fmd.video.open(ctx.file("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n"
+       .. clip(ctx, "mpeg2.ts") .. "\n#EXT-X-ENDLIST\n"))
+   end, expect = "list.m3u8': not a video file FFmpeg can read"},
+  {name = "video: an ffconcat list naming a clip beside it is not followed", lua = function(ctx)
+     local f = assert(io.open(clip(ctx, "h264.mp4"), "rb"))
+     ctx.file("clip.mp4", f:read("a"))
+     f:close()
+     return fmd.video.open(ctx.file("list.ffconcat", "ffconcat version 1.0\nfile 'clip.mp4'\n"))
+   end, expect = "list.ffconcat': not a video file FFmpeg can read"},
+  {name = "video: a misspelt option", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fsp = 1}) end,
+   expect = "video.open: unknown option 'fsp' (fps, frames, all, threads)"},
+  {name = "video: fps 0", lua = function(ctx) return fmd.video.open(clip(ctx, "h264.mp4"), {fps = 0}) end,
+   expect = "video.open: fps must be a positive number, got 0"},
+  {name = "video: fps and frames together", lua = function(ctx)
+     return fmd.video.open(clip(ctx, "h264.mp4"), {fps = 1, frames = 4})
+   end, expect = "video.open: give one of fps, frames and all"},
+  {name = "video: frames of a closed video", lua = function(ctx)
+     local v = fmd.video.open(clip(ctx, "h264.mp4"))
+     v:close()
+     for _ in v:frames() do end
+   end, expect = "video was closed"},
 }

@@ -4,7 +4,7 @@
  * than a row, alpha and beta, beta = 0 over NaN), and fmd_sgemm, which
  * picks that kernel or OpenBLAS and splits over the threads. Without
  * AVX-512 fmd_sgemm512 must decline and leave C alone. */
-#include "fmd.h"
+#include "fmd_impl.h"   /* the GEMM kernels are internal */
 #include "test.h"
 
 #include <math.h>

@@ -3,7 +3,7 @@
  * pickle) files whose shapes, strides or storage sizes would wrap int64, or
  * whose shared containers would make the walk exponential. Each case must
  * fail with a clear message, never crash (run under ASan+UBSan too). */
-#include "fmd.h"
+#include "fmd_impl.h"   /* the checked-size helpers are internal */
 #include "test.h"
 
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* safetensors: round trip, the Python-written fixture (every dtype), the
  * exact byte layout, and rejection of malformed files. Run from the source
  * dir (ctest does); scratch files go to /tmp. */
-#include "fmd.h"
+#include "fmd_impl.h"   /* the float16/bfloat16 converters are internal */
 #include "test.h"
 
 #include <stdlib.h>

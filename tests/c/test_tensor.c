@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"   /* the pool and graph nodes are internal */
 #include "test.h"
 
 static float at2(const fmd_tensor *t, int64_t i, int64_t j) { return fmd_data(t)[i * t->stride[0] + j * t->stride[1]]; }

@@ -47,6 +47,14 @@ function expect_near(a, b, tol, msg)
   end
 end
 
+-- writes bytes to path (a test's scratch file) and returns path
+function write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+  return path
+end
+
 -- fn must raise an error whose message contains `plain` (plain text)
 function expect_error(fn, plain)
   local ok, err = pcall(fn)

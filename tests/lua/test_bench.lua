@@ -2,7 +2,8 @@
 -- one JSON line per run with the fields compare.sh reads, MACs equal to
 -- models.count_macs, the real-loading mode on a tiny generated folder, and
 -- one-line usage errors. (The PyTorch side is not run: Python is no
--- dependency of the tests.)
+-- dependency of the tests.) And the other benchmarks of bench/ (kernels,
+-- loader, metrics) answer --help and bad flags from there.
 local fmd = require "fmd"
 local json = require "fmd.json"
 local models = require "fmd.models"
@@ -95,4 +96,22 @@ test("the GEMM kernel is reported, and FMD_GEMM chooses it", function()
   expect_eq(backend("FMD_GEMM="), auto)
   local r = row("--model XceptionBased --mode eval --batch 1 --size 64 --steps 1 --warmup 0 --threads 1")
   expect_eq(r.gemm, auto)
+end)
+
+test("bench/kernels.lua, loader.lua and metrics.lua run from bench/: usage, one-line mistakes, a small metrics run", function()
+  local function sh(cmd)
+    local p = io.popen(("cd %s && %s 2>&1; echo \"exit=$?\""):format(here, cmd))
+    local out = p:read("a"); p:close()
+    return out, tonumber(out:match("exit=(%d+)%s*$"))
+  end
+  for _, name in ipairs{"kernels", "loader", "metrics"} do
+    local out, code = sh(("%s bench/%s.lua --help"):format(exe, name))
+    expect(code == 0 and out:find("^usage: fmd bench/" .. name .. "%.lua"), out)
+  end
+  for _, cmd in ipairs{"bench/kernels.lua --bogus 1", "bench/loader.lua --bogus 1", "bench/metrics.lua 1"} do
+    local out, code = sh(exe .. " " .. cmd)
+    expect(code ~= 0 and out:find("usage: fmd bench/", 1, true) and not out:find("traceback"), cmd .. ":\n" .. out)
+  end
+  local out, code = sh(exe .. " bench/metrics.lua 1000")
+  expect(code == 0 and out:find("1000 scores as tensors:", 1, true) and out:find("all together", 1, true), out)
 end)

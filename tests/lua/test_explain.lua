@@ -125,6 +125,41 @@ test("normalize: per map to [0, 1], a flat map becomes zeros", function()
   expect_near(explain.normalize(maps[1]), n[1], 0)
 end)
 
+-- display scaling (tests/fixtures/make_clip_percentile.py): numpy's
+-- percentile and the clipped maps, hot pixels, ties, a map mostly at its min
+test("clip_percentile: numpy's percentile, min -> 0, percentile -> 1, clipped", function()
+  local util = require "fmd.explain.util"
+  local fixture = require("fmd.json").read_file("tests/fixtures/clip_percentile.json")
+  local n = 0
+  for name, c in pairs(fixture.cases) do if not name:find("^__") then
+    local maps = fmd.tensor(c.maps)
+    for p, want in pairs(c.percentiles) do if not p:find("^__") then
+      p = tonumber(p)
+      n = n + 1
+      local got = explain.clip_percentile(maps, p)
+      expect_near(got, fmd.tensor(want.clipped), 1e-6, ("%s at %g"):format(name, p))
+      for i = 1, maps:size(1) do
+        expect_near(util.percentile(maps[i]:reshape(-1):totable(), p), want.percentile[i], 1e-6,
+          ("%s map %d percentile %g"):format(name, i, p))
+        expect_near(explain.clip_percentile(maps[i], p), got[i], 0, "an (H,W) map as one of a batch")
+      end
+    end end
+  end end
+  expect_eq(n, 16, "cases x percentiles")
+  -- the default is the figures' 98th; 100 is min-max; the maps are not changed
+  local hot = fmd.tensor(fixture.cases.hot.maps)
+  local before = hot:clone()
+  expect_near(explain.clip_percentile(hot), explain.clip_percentile(hot, 98), 0)
+  expect_near(explain.clip_percentile(hot, 100), explain.normalize(hot), 1e-6)
+  expect_near(hot, before, 0)
+  -- what the scaling is for: min-max leaves the hot-pixel map almost black
+  expect(explain.normalize(hot)[1]:mean():item() < 0.02)
+  expect(explain.clip_percentile(hot)[1]:mean():item() > 0.2)
+  expect_error(function() explain.clip_percentile(hot, 0) end, "the percentile must be a number in (0, 100], got 0")
+  expect_error(function() explain.clip_percentile(hot, 101) end, "got 101")
+  expect_error(function() explain.clip_percentile(fmd.zeros(2, 3, 4, 5)) end, "maps must be (H,W) or (B,H,W), got [2 x 3 x 4 x 5]")
+end)
+
 test("1,000 maps in a loop stay at flat memory", function()
   local m = net()
   local x = X:narrow(1, 1, 1)

@@ -171,10 +171,13 @@ test_with_weights("MobileNetBased: nsfwjs' backbone when fetched, from scratch w
   local k = keras.layer_tensors(keras_model, "block_16_project")
   expect_near(m.block16.project.weight, k.weight, 0, "a backbone weight")
   expect_eq(fmd.shape_str(m.fc[3].weight), "[2 x 256]")
+  -- the file it started from, which the trainer records as `init`
+  expect_eq(m.init_weights, weights.path("nsfwjs", "dist/models/mobilenet_v2/model.min.js"))
   local s
   out = printed(function() s = MobileNetBased({pretrained = "none"}) end)
   expect_eq(out, "")
   expect((s.block16.project.weight - k.weight):abs():max():item() > 0.01, "'none' must not load the weights")
+  expect_eq(s.init_weights, nil)
   -- without the files in the cache: from scratch, and the message names the fetch command
   local old = weights.dir
   weights.dir = function() return "/nonexistent/fmd-weights" end

@@ -84,10 +84,42 @@ test("lines, roc, pr and det write PNGs of the asked size", function()
   expect_png(plot.lines(tmp .. "/lines.png", {{x = x, y = y, title = "1/x"}, {x = fmd.tensor(x), y = fmd.tensor(x) * 0.01, title = "tensor", dash = true}},
     {title = "Loss", xlabel = "epoch", ylabel = "loss", size = {640, 480}}), 640, 480, 0.01)
   local fpr, tpr = {0, 0, 0.5, 1}, {0, 0.5, 1, 1}
-  expect_png(plot.roc(tmp .. "/roc.png", {{fpr = fpr, tpr = tpr, title = "AUC = 0.875"}}), 760, 680, 0.01)
+  expect_png(plot.roc(tmp .. "/roc.png", {{fpr = fpr, tpr = tpr, title = "AUC = 0.875"}}), 760, 740, 0.01)
   expect_png(plot.pr(tmp .. "/pr.png", {{recall = {0, 0.5, 1}, precision = {1, 1, 0.5}, title = "AP"}}, {baseline = 0.5}), 760, 680, 0.01)
   -- rates of exactly 0 and 1 are drawn at the edge, not dropped as -inf
-  expect_png(plot.det(tmp .. "/det.png", {{fpr = {0, 0.1, 0.5, 1}, fnr = {1, 0.3, 0.05, 0}, title = "m"}}), 760, 680, 0.01)
+  expect_png(plot.det(tmp .. "/det.png", {{fpr = {0, 0.1, 0.5, 1}, fnr = {1, 0.3, 0.05, 0}, title = "m"}}), 760, 740, 0.01)
+end)
+
+-- columns x0..x1 (1-based) in which some pixel between rows y0..y1 has the colour rgb
+local function columns_with(img, rgb, x0, x1, y0, y1)
+  local n = 0
+  for x = x0, x1 do
+    for y = y0, y1 do
+      local p = rgb_at(img, y, x)
+      if near(p[1], rgb[1], 0.06) and near(p[2], rgb[2], 0.06) and near(p[3], rgb[3], 0.06) then n = n + 1; break end
+    end
+  end
+  return n
+end
+
+test("the keys of ROC and DET curves hide no curve: a curve through every corner stays visible", function()
+  local blue = {0x1f / 255, 0x77 / 255, 0xb4 / 255}
+  -- a worse-than-chance DET curve runs along the top (fnr 99.8 %) and the
+  -- right (fpr 99.8 %), where a key inside the axes used to be
+  local det = fmd.load_image(plot.det(tmp .. "/det_key.png", {
+    {fpr = {0.001, 0.998, 0.998}, fnr = {0.998, 0.998, 0.001}, title = "a long key entry: score A (real logit)"},
+    {fpr = {0.5}, fnr = {0.5}, title = "a second curve, EER = 50.00%"}}))
+  local W, H = det:size(3), det:size(2)
+  local x0, x1 = math.floor(0.3 * W), math.floor(0.85 * W)
+  expect_eq(columns_with(det, blue, x0, x1, 1, math.floor(0.3 * H)), x1 - x0 + 1, "DET columns showing the top curve")
+  -- a ROC curve below the diagonal runs along the bottom right
+  local roc = fmd.load_image(plot.roc(tmp .. "/roc_key.png", {
+    {fpr = {0, 0.05, 1, 1}, tpr = {0, 0.02, 0.02, 1}, title = "score A (real logit), AUC = 0.0100"},
+    {fpr = {0, 1}, tpr = {0, 1}, title = "score B"}}))
+  W, H = roc:size(3), roc:size(2)
+  x0, x1 = math.floor(0.3 * W), math.floor(0.85 * W)
+  expect_eq(columns_with(roc, blue, x0, x1, math.floor(0.6 * H), math.floor(0.85 * H)), x1 - x0 + 1,
+    "ROC columns showing the bottom curve")
 end)
 
 test("images draws titled panels from tensors", function()
@@ -98,6 +130,30 @@ test("images draws titled panels from tensors", function()
     42 + 2 * (100 + math.floor(9 * 2.2) + 8), 0.2)
   expect(img:size(1) == 3, "RGB")
   expect_error(function() plot.images(tmp .. "/bad.png", {{image = fmd.zeros(2, 5, 5)}}) end, "panel 1: expected an (H,W) map or a (1|3,H,W) image, got [2 x 5 x 5]")
+end)
+
+test("images draws a colour bar of the panels' colour map to their right", function()
+  local panels = {}
+  for i = 1, 3 do panels[i] = {image = image.colormap(fmd.rand(32, 32), "jet"), title = "panel " .. i} end
+  local W, H = 3 * 108 + 8 + 110, 42 + 100 + math.floor(9 * 2.2) + 8
+  local img = expect_png(plot.images(tmp .. "/bar.png", panels, {cols = 3, title = "a bar", panel_size = 100,
+    colorbar = {label = "Grad-CAM (0-1)"}}), W, H, 0.2)
+  -- the bar, right of the panels: jet's dark red (1) at its top, dark blue (0) at its bottom
+  local x = W - 110 + 6 + 9
+  local top, bottom = 42 + math.floor(9 * 2.2) + 4 + 3, H - 6 - 3
+  local t, b = rgb_at(img, top, x), rgb_at(img, bottom, x)
+  expect(t[1] >= 0.5 and t[1] < 0.75 and t[2] < 0.05 and t[3] < 0.05, ("top of the bar is dark red, got %.2f %.2f %.2f"):format(t[1], t[2], t[3]))
+  expect(b[3] >= 0.5 and b[3] < 0.75 and b[1] < 0.05 and b[2] < 0.05, ("bottom of the bar is dark blue, got %.2f %.2f %.2f"):format(b[1], b[2], b[3]))
+  -- gray: white at the top, black at the bottom
+  local g = expect_png(plot.images(tmp .. "/bar_gray.png", panels, {cols = 3, title = "a bar", panel_size = 100,
+    colorbar = {label = "normalised |gradient|", map = "gray"}}), W, H, 0.2)
+  for c = 1, 3 do
+    expect(rgb_at(g, top, x)[c] > 0.95 and rgb_at(g, bottom, x)[c] < 0.05, "gray bar")
+  end
+  expect_error(function() plot.images(tmp .. "/bad.png", panels, {colorbar = {map = "viridis"}}) end,
+    "plot.images: colorbar: unknown colour map 'viridis' (jet or gray)")
+  expect_error(function() plot.images(tmp .. "/bad.png", panels, {colorbar = {range = {1, 1}}}) end,
+    "plot.images: colorbar.range must be {lo, hi} with lo < hi")
 end)
 
 test("bad series are clear errors that name the series", function()

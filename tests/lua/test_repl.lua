@@ -205,12 +205,12 @@ test("rewrite_locals works on tokens, not text", function()
 end)
 
 test("every public function, module and class has help: a signature and text from docs/reference.md", function()
-  local repl = require "fmd.repl"
-  local names = repl.public_names()
+  local repl, help = require "fmd.repl", require "fmd.help"
+  local names = help.public_names()
   expect(#names > 250, "public names found: " .. #names)
   local missing = {}
   for _, n in ipairs(names) do
-    local e = repl.reference_entry(n)
+    local e = help.reference_entry(n)
     local v = repl.lookup(n:gsub(":", "."):gsub("^fmd%.Tensor%.", "fmd.Tensor_methods."))
     local needs_call = type(v) == "function"
     if not e or e.text == "" or (needs_call and not e.signature:find("(", 1, true)) then missing[#missing + 1] = n end
@@ -220,11 +220,11 @@ test("every public function, module and class has help: a signature and text fro
   local known = {}
   for _, n in ipairs(names) do known[n] = true end
   local stale = {}
-  local f = assert(io.open(repl.docs_dir() .. "/reference.md"))
+  local f = assert(io.open(help.docs_dir() .. "/reference.md"))
   for line in f:lines() do
     local sig = line:match("^%- `([^`]+)`")
     if sig then
-      local n = repl.canonical(sig:match("^[^%(%s%[]+"))
+      local n = help.canonical(sig:match("^[^%(%s%[]+"))
       if not known[n] then stale[#stale + 1] = n end
     end
   end

@@ -95,6 +95,61 @@ test("resume continues a run exactly", function()
   expect_eq(#runs[1].val_acc, 3)
 end)
 
+test("resume checks every value of the saved state: one error naming the file and the field", function()
+  local state_io = require "fmd.state_io"
+  local dir = tmp .. "/badstate"
+  trainer(dir):run(1, RUN)
+  local last = dir .. "/checkpoints/toy_Tiny_Adam.last.safetensors"
+  local groups, meta = state_io.load(last)
+  -- the saved state with one change, then a resume that must refuse it
+  local function refused(change, want)
+    local m = json.decode(json.encode(meta))   -- a deep copy
+    local g = {model = groups.model, optimizer = groups.optimizer}
+    change(m, g)
+    state_io.save(last, g, m)
+    local err = expect_error(function() trainer(dir):resume(RUN) end, want)
+    expect(err:find("--resume: " .. last, 1, true) and not err:find("\n"), err)
+  end
+  refused(function(m) m.epoch = -3 end, "'epoch' is -3, expected an integer >= 1 and <= 1000000")
+  refused(function(m) m.epoch = 2.5 end, "'epoch' is 2.5, expected an integer")
+  refused(function(m) m.epoch = 2 end, "'train_loss' is a list, expected a list of numbers of 2 values (it has 1)")
+  refused(function(m) m.best_acc = 250 end, "'best_acc' is 250, expected a number >= 0 and <= 100")
+  refused(function(m) m.lr = "fast" end, "'lr' is 'fast', expected a number > 0")
+  refused(function(m) m.lr = 0 end, "'lr' is 0, expected a number > 0")
+  refused(function(m) m.batch_size = 0 end, "'batch_size' is 0, expected an integer >= 1")
+  refused(function(m) m.log_index = -1 end, "'log_index' is -1, expected an integer >= 1")
+  refused(function(m) m.log = nil end, "'log' is missing, expected an object or a list")
+  refused(function(m) m.log.val_acc = {"x"} end, "(metadata 'log'): 'val_acc' value 1 is 'x', expected a number")
+  refused(function(m) m.log.train_loss = {-1} end, "'train_loss' value 1 is -1, expected a number >= 0")
+  refused(function(m) m.log.model = "Other" end, "the saved state is of Other on toy, not of this run (Tiny on toy)")
+  refused(function(_, g) g.optimizer = nil end, "holds no optimizer state (not a resumable state)")
+  -- the intact state still resumes
+  state_io.save(last, groups, meta)
+  local t = trainer(dir)
+  t:resume(RUN)
+  expect_eq(t.epoch, 1)
+end)
+
+test("Trainer.read_log: the last run of a log, checked; best_epoch is the first best val acc", function()
+  local p = tmp .. "/log.json"
+  json.write_file(p, {{train_loss = {1, 0.5}, val_loss = {1, 1}, test_loss = {1, 1}, train_acc = {50, 60},
+                       val_acc = {70, 70}, test_acc = {1, 2}}})
+  local r = Trainer.read_log(p)
+  expect_eq(Trainer.best_epoch(r), 1)
+  r.select, r.val_auc = "val_auc", {0.5, 0.75}   -- a run trained with --select val_auc
+  expect_eq(Trainer.best_epoch(r), 2)
+  json.write_file(p, {{train_loss = {1}, val_loss = {1}, test_loss = {1}, train_acc = {50}, val_acc = {50},
+                       test_acc = {50}, test_auc = {1.5}}})
+  expect_error(function() Trainer.read_log(p) end,
+    "training log " .. p .. ", last run: 'test_auc' value 1 is 1.5, expected a number >= 0 and <= 1")
+  json.write_file(p, {{train_loss = {1}, val_loss = {1}, test_loss = {1}, train_acc = {50}, val_acc = {50},
+                       test_acc = {50}, select = "auc"}})
+  expect_error(function() Trainer.read_log(p) end, "'select' must be \"val_acc\" or \"val_auc\", got \"auc\"")
+  json.write_file(p, {})
+  expect_error(function() Trainer.read_log(p) end, "holds no runs")
+  expect_error(function() Trainer.read_log(tmp .. "/none.json") end, "none.json: no such file")
+end)
+
 test("a NaN loss stops the run and keeps the last good checkpoint", function()
   local dir = tmp .. "/nan"
   local calls = 0
@@ -155,6 +210,11 @@ return Tiny
   expect(out:find("best epoch", 1, true) and out:find("exit=0", 1, true), out)
   local runs = json.read_file(tmp .. "/out/toy_Tiny_Adam.json")
   expect_eq(#runs[#runs].train_loss, 3)
+  -- what the run started from and its batch size are recorded, for the report
+  expect_eq(runs[#runs].init, "random")
+  expect_eq(runs[#runs].batch_size, 4)
+  local _, meta = fmd.load_safetensors(tmp .. "/checkpoints/toy_Tiny_Adam.safetensors")
+  expect_eq(meta.init, "random")
 end)
 
 -- ------------------------------------------------ crash-safe runs (issue 12)
@@ -320,6 +380,10 @@ test("select picks the checkpoint epoch by validation AUC or by accuracy", funct
     expect_near(log.val_auc[2], 1, 1e-12); expect_near(log.val_auc[3], 0.75, 1e-12)
     local _, meta = fmd.load_safetensors(dir .. "/checkpoints/toy_Tiny_Adam.safetensors")
     expect_eq(tonumber(meta.epoch), case[2], case[1] .. " checkpoint epoch")
+    -- the log says which metric chose it, and best_epoch (train.lua, the report) follows it
+    local r = Trainer.read_log(dir .. "/out/toy_Tiny_Adam.json")
+    expect_eq(r.select, case[1])
+    expect_eq(Trainer.best_epoch(r), case[2], case[1] .. " best_epoch")
   end
 end)
 

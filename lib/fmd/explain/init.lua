@@ -32,6 +32,9 @@ end
 explain.faithfulness = require "fmd.explain.faithfulness"
 
 explain.normalize = util.normalize
+-- display scaling of every heat-map figure: min -> 0, 98th percentile -> 1
+explain.clip_percentile = util.clip_percentile
+explain.DISPLAY_PERCENTILE = util.DISPLAY_PERCENTILE
 explain.upsample = util.upsample
 explain.METHODS = {"saliency", "smoothgrad", "integrated_gradients", "gradcam", "gradcampp", "layercam", "hirescam"}
 

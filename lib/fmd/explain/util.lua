@@ -1,6 +1,6 @@
 -- What every attribution method shares: checking inputs, resolving the
 -- target, running the model with gradients for the input only, reducing
--- over channels, upsampling and normalising maps.
+-- over channels, upsampling, normalising maps and scaling them for display.
 local fmd = require "fmd"
 local util = {}
 
@@ -97,18 +97,65 @@ function util.reduce(method, g, how)
   error(("explain.%s: reduce must be absmax, sum, abssum or none; got %s"):format(method, tostring(how)), 0)
 end
 
--- per-map min-max to [0, 1]; a constant map becomes zeros (never NaN).
--- maps is (H,W) or (B,H,W)
-function util.normalize(maps)
+-- maps (H,W) or (B,H,W) -> each map m as (m - min m) / (top - min m), top
+-- (B,1) from top_of(flat (B,N)); a map whose top is its min becomes zeros
+-- (never NaN)
+local function rescale(maps, top_of)
   local single = maps:dim() == 2
   local m = single and maps:unsqueeze(1) or maps
   local B = m:size(1)
   local flat = m:reshape(B, -1)
   local lo = flat:min(2, true)
-  local range = flat:max(2, true) - lo
+  local range = top_of(flat) - lo
   local inv = range:gt(0) / (range + range:le(0))   -- 1/range, or 0 for a flat map
   local out = ((flat - lo) * inv):view(m:size())
   return single and out:select(1, 1) or out
+end
+
+-- per-map min-max to [0, 1]; a constant map becomes zeros (never NaN).
+-- maps is (H,W) or (B,H,W)
+function util.normalize(maps)
+  return rescale(maps, function(flat) return flat:max(2, true) end)
+end
+
+-- the p-th percentile (0..100) of the numbers in v (a Lua array, sorted in
+-- place), interpolated linearly between neighbours as numpy.percentile's
+-- default: v[1 + h] with h = (#v - 1) * p / 100
+function util.percentile(v, p)
+  table.sort(v)
+  local h = (#v - 1) * p / 100
+  local k = math.floor(h)
+  local a, b = v[k + 1], v[math.min(k + 2, #v)]
+  return a + (h - k) * (b - a)
+end
+
+-- the percentile at which heat-map figures saturate (Captum's
+-- visualize_image_attr drops the top 2 % as outliers the same way)
+util.DISPLAY_PERCENTILE = 98
+
+-- display scaling of heat maps: per map, its min -> 0 and its p-th
+-- percentile (default DISPLAY_PERCENTILE) -> 1, values above clipped to 1,
+-- so one hot pixel cannot turn the rest of the map black. Where more than
+-- p % of a map sits at its min, its max is the top (plain min-max). p = 100
+-- is normalize. maps is (H,W) or (B,H,W); the maps themselves are unchanged.
+function util.clip_percentile(maps, p)
+  p = p == nil and util.DISPLAY_PERCENTILE or p
+  if type(p) ~= "number" or not (p > 0 and p <= 100) then
+    error(("explain.clip_percentile: the percentile must be a number in (0, 100], got %s"):format(tostring(p)), 2)
+  end
+  if not fmd.is_tensor(maps) or (maps:dim() ~= 2 and maps:dim() ~= 3) then
+    error(("explain.clip_percentile: maps must be (H,W) or (B,H,W), got %s"):format(
+      fmd.is_tensor(maps) and shape(maps) or type(maps)), 2)
+  end
+  return rescale(maps, function(flat)
+    local top = {}
+    for i = 1, flat:size(1) do
+      local v = flat[i]:totable()
+      local q = util.percentile(v, p)
+      top[i] = {q > v[1] and q or v[#v]}   -- v is sorted now
+    end
+    return fmd.tensor(top)
+  end):clamp(0, 1)
 end
 
 -- (B,h,w) -> (B,H,W) bilinear, the half-pixel convention of PyTorch's

@@ -17,6 +17,8 @@
 -- cache (fmd.weights; fetched by scripts/fetch_weights.lua), and starts from
 -- random initialisation when it is not there; "none" or false: random
 -- initialisation (false is also what loading a checkpoint passes).
+-- m.init_weights is the file loaded (nil from random initialisation); the
+-- trainer records it in the log and checkpoint (`init`), as XceptionBased's.
 -- opts.bn_momentum (0.1, PyTorch's convention).
 local nn = require "fmd.nn"
 local models = require "fmd.models"
@@ -43,6 +45,7 @@ function MobileNetBased:__init(opts)
   if path == nil and weights.have(w.package) then path = weights.path(w.package, w.file) end
   if path then
     self:load_keras(require("fmd.keras").load(path))
+    self.init_weights = path
     if not opts.quiet then print(("MobileNetBased: %s loaded from %s"):format(MobileNetBased.DESCRIPTION, path)) end
   elseif not opts.quiet then
     print(("MobileNetBased: no pretrained weights (%s are not in %s; fetch them with: %s %s); "

@@ -7,6 +7,8 @@
 -- export), loaded into the backbone before fc is replaced. Without it, the
 -- weights are looked for at the default places (fmd.weights.find_xception);
 -- when none is found the backbone starts from random initialisation.
+-- m.init_weights is the file loaded (nil from random initialisation); the
+-- trainer records it in the log and checkpoint, for the report.
 local nn = require "fmd.nn"
 local models = require "fmd.models"
 local Xception = models.class("Xception")
@@ -21,6 +23,7 @@ function XceptionBased:__init(opts)
   local path = opts.pretrained or (opts.pretrained ~= false and require("fmd.weights").find_xception())
   if path then
     models.load_xception_weights(self, path)
+    self.init_weights = path
     print(("XceptionBased: ImageNet weights loaded from %s"):format(path))
   elseif opts.pretrained ~= false and not opts.quiet then
     print("XceptionBased: no ImageNet Xception weights found (pass --pretrained PATH or put "

@@ -31,10 +31,24 @@ BonusModel.DESIGNS = {
 }
 BonusModel.CHOSEN = "meso4"
 BonusModel.RECIPE = "course"   -- scripts/train_bonus.lua --recipe: "course" or "augment"
-BonusModel.CHECKPOINT = "checkpoints/bonus.safetensors"
+BonusModel.CHECKPOINT = require("fmd.runs").bonus_checkpoint()   -- checkpoints/bonus.safetensors
+
+-- a design table is checked before it builds layers: one read back from a
+-- checkpoint's metadata could be damaged; `where` names it in the error
+local function check_design(d, where)
+  local field = require("fmd.json").field
+  field({design = d}, "design", "table", where)
+  local n = #field(d, "widths", "integers", where, {min = 1, max = 4096})
+  if n == 0 then error(("%s: 'widths' is empty, expected one width per stage"):format(where), 0) end
+  field(d, "kernels", "integers", where, {min = 1, max = 31, len = n})
+  field(d, "pools", "integers", where, {min = 1, max = 64, len = n})
+  field(d, "grid", "integer", where, {min = 1, max = 64})
+  field(d, "hidden", "integer", where, {min = 1, max = 65536})
+  field(d, "dropout", "number", where, {min = 0, max = 0.99, optional = true})
+end
 
 -- opts.design: a name in DESIGNS (default CHOSEN) or a design table (then
--- opts.design_name names it)
+-- opts.design_name names it; opts.design_where names where it was read)
 function BonusModel:__init(opts)
   opts = opts or {}
   local d = opts.design or BonusModel.CHOSEN
@@ -47,6 +61,8 @@ function BonusModel:__init(opts)
       table.sort(names)
       error(("bonus model: unknown design '%s' (known: %s)"):format(name, table.concat(names, ", ")), 0)
     end
+  else
+    check_design(d, opts.design_where or ("bonus design " .. name))
   end
   self.design_name, self.spec = name, d
   local layers, cin = {}, 3
@@ -80,12 +96,11 @@ function BonusModel:extra_repr() return "design=" .. self.design_name end
 -- weights (scripts/train_bonus.lua), so the model is rebuilt to it first;
 -- fmd.load_model("bonus", path) and the analysis scripts' -m bonus rely on it.
 function BonusModel:load(path, strict)
-  local fmd = require "fmd"
-  local ok, _, md = pcall(fmd.load_safetensors, path)
-  local spec = ok and md and md.spec and require("fmd.json").decode(md.spec, path .. " metadata spec")
-  if spec then
+  local _, md = require("fmd.state_io").read(path)
+  if md.spec ~= nil then
     local training = self.training
-    self:__init({design = spec, design_name = md.design})
+    self:__init({design = md.spec, design_name = tostring(md.design or "custom"),
+                 design_where = path .. " (metadata 'spec')"})
     self:train(training)
   end
   return nn.Module.load(self, path, strict)
@@ -103,6 +118,40 @@ function BonusModel.my_bonus_model(path)
   local model = BonusModel():load(path)
   model:eval()
   return model
+end
+
+-- BonusModel.check_designs(rows, path) -> rows: the decoded designs table
+-- that scripts/train_bonus.lua keeps (out/bonus_designs.json, read from
+-- `path`), every field a reader uses checked: a damaged or hand-edited
+-- table is one error naming the file, the row and the field.
+function BonusModel.check_designs(rows, path)
+  local json = require "fmd.json"
+  json.field({rows = rows}, "rows", "list", path)
+  for i, r in ipairs(rows) do
+    local where = ("%s, row %d"):format(path, i)
+    json.field({row = r}, "row", "table", where)
+    for _, k in ipairs{"dataset", "design"} do json.field(r, k, "string", where) end
+    json.field(r, "recipe", "string", where, {optional = true})
+    json.field(r, "params", "integer", where, {min = 1})
+    json.field(r, "macs", "number", where, {min = 0})
+    json.field(r, "epochs", "integer", where, {min = 1})
+    json.field(r, "planned_epochs", "integer", where, {min = 1, optional = true})
+    json.field(r, "best_epoch", "integer", where, {min = 0, max = r.epochs})
+    json.field(r, "val_auc", "number", where, {min = 0, max = 1})
+    json.field(r, "train_seconds", "number", where, {min = 0})
+    json.field(r, "chosen", "boolean", where, {optional = true})
+  end
+  return rows
+end
+
+-- BonusModel.read_designs(path) -> the checked rows of the designs table,
+-- {} when there is none
+function BonusModel.read_designs(path)
+  local fmd = require "fmd"
+  if not fmd.sys.is_file(path) then return {} end
+  local ok, rows = pcall(require("fmd.json").read_file, path)
+  if not ok then error(("%s is not readable (%s); fix or remove it"):format(path, tostring(rows)), 0) end
+  return BonusModel.check_designs(rows, path)
 end
 
 return BonusModel

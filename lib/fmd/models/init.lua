@@ -100,21 +100,7 @@ end
 -- in the naming of the public Xception port: Cadene's last_linear is fc,
 -- 2-D pointwise kernels become (O,I,1,1). ("module." is stripped by load_pth.)
 function models.read_xception_state(path)
-  if not fmd.sys.is_file(path) then error(("Xception weights: no such file: %s"):format(path), 0) end
-  local f = assert(io.open(path, "rb"))
-  local head = f:read(9) or ""
-  f:close()
-  -- by content, not name: safetensors is a u64 header length then '{' (its
-  -- low byte may well be 0x80); a zip .pth starts "PK\3\4"; a legacy .pth
-  -- is a pickle, 0x80 <protocol> then LONG1 (0x8a) of the magic number
-  local is_st = #head == 9 and head:sub(9, 9) == "{"
-  local is_pth = not is_st and (head:sub(1, 4) == "PK\3\4" or (head:byte(1) == 0x80 and head:byte(3) == 0x8a))
-  local sd
-  local ok, err = pcall(function()
-    if is_pth then sd = fmd.load_pth(path)
-    else sd = fmd.load_safetensors(path) end
-  end)
-  if not ok then error(("Xception weights %s: %s"):format(path, tostring(err)), 0) end
+  local sd = require("fmd.state_io").read(path, "Xception weights")   -- safetensors or .pth, by content
   local out = {}
   for k, t in pairs(sd) do
     k = k:gsub("^last_linear%.", "fc.")

@@ -405,33 +405,13 @@ end
 
 ----------------------------------------------------------- checkpoints
 
--- the model tensors of a checkpoint file and its metadata: safetensors
--- (fmd's checkpoints, whose optimizer tensors are left out, or any other
--- safetensors file) or a PyTorch .pth, told apart by content
-local function read_checkpoint(path)
-  if type(path) ~= "string" then error(("checkpoint: expected a file name, got %s"):format(type(path)), 3) end
-  if fmd.sys.is_dir(path) then error(("checkpoint %s: is a folder, not a file"):format(path), 0) end
-  local f = io.open(path, "rb")
-  if not f then error(("checkpoint %s: no such file"):format(path), 0) end
-  local head = f:read(2) or ""
-  f:close()
-  local ok, sd, meta
-  if head == "PK" or head:byte(1) == 0x80 then
-    ok, sd = pcall(fmd.load_pth, path)
-    meta = {}
-  else
-    local groups
-    ok, groups, meta = pcall(require("fmd.state_io").load, path)
-    sd = ok and groups.model or groups
-  end
-  if not ok then error(("checkpoint %s: %s"):format(path, tostring(sd)), 0) end
-  return sd, meta or {}
-end
-
 -- m:load(path [, strict]): the weights of a checkpoint file into m; every
 -- tensor must fit (strict, the default). Returns m and the file's metadata.
+-- The file may be fmd's safetensors checkpoint (its optimizer tensors are
+-- left out), any other safetensors file or a PyTorch .pth (state_io.read
+-- tells them apart by content).
 function Module:load(path, strict)
-  local sd, meta = read_checkpoint(path)
+  local sd, meta = require("fmd.state_io").read(path)
   local ok, err = pcall(self.load_state_dict, self, sd, strict)
   if not ok then
     local name = self.__short_name or self.__name

@@ -3,14 +3,14 @@
 -- Scores are float32 probabilities (like a model's), so ties are few and the
 -- curves have ~n points: the slow case.
 --
---   build/fmd scripts/bench_metrics.lua [n]
+--   build/fmd bench/metrics.lua [n]
 local fmd = require "fmd"
 local metrics = require "fmd.metrics"
 local now = require("fmd.core").sys.now
 
-if arg[1] == "--help" or arg[1] == "-h" then print("usage: fmd scripts/bench_metrics.lua [n >= 2]"); os.exit(0) end
+if arg[1] == "--help" or arg[1] == "-h" then print("usage: fmd bench/metrics.lua [n >= 2]"); os.exit(0) end
 local n = math.tointeger(tonumber(arg[1] or "1000000"))
-if not n or n < 2 then error("usage: fmd scripts/bench_metrics.lua [n >= 2]", 0) end
+if not n or n < 2 then error("usage: fmd bench/metrics.lua [n >= 2]", 0) end
 
 fmd.manual_seed(0)
 local ts = fmd.rand(n)
@@ -19,14 +19,14 @@ local s, y = {}, {}
 for i = 1, n do s[i] = ts[i]; y[i] = ty[i] end
 
 local calls = {
-  {"roc_curve", function(a, b) return metrics.roc_curve(a, b) end},
-  {"det_curve", function(a, b) return metrics.det_curve(a, b) end},
-  {"precision_recall_curve", function(a, b) return metrics.precision_recall_curve(a, b) end},
-  {"roc_auc", function(a, b) return metrics.roc_auc(a, b) end},
-  {"average_precision", function(a, b) return metrics.average_precision(a, b) end},
-  {"eer", function(a, b) return metrics.eer(a, b) end},
-  {"accuracy", function(a, b) return metrics.accuracy(a, b, 0.5) end},
-  {"confusion", function(a, b) return metrics.confusion(a, b, 0.5) end},
+  {"roc_curve", function(s, y) return metrics.roc_curve(y, s) end},
+  {"det_curve", function(s, y) return metrics.det_curve(y, s) end},
+  {"precision_recall_curve", function(s, y) return metrics.precision_recall_curve(y, s) end},
+  {"roc_auc", function(s, y) return metrics.roc_auc(y, s) end},
+  {"average_precision", function(s, y) return metrics.average_precision(y, s) end},
+  {"eer", function(s, y) return metrics.eer(y, s) end},
+  {"accuracy", function(s, y) return metrics.accuracy(y, s, 0.5) end},
+  {"confusion", function(s, y) return metrics.confusion(y, s, 0.5) end},
 }
 
 for _, input in ipairs{{"Lua arrays", s, y}, {"tensors", ts, ty}} do

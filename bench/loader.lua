@@ -2,7 +2,7 @@
 -- and 2 worker threads, on 224x224 JPEGs (the deepfake_dev train set) and
 -- on 256x256 PNGs (made once in a temp folder from those JPEGs).
 --
---   build/fmd scripts/bench_loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]
+--   build/fmd bench/loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]
 local fmd = require "fmd"
 local data = require "fmd.data"
 local T = require "fmd.transforms"
@@ -10,7 +10,7 @@ local C = require "fmd.core"
 
 local opts = {data = "../shared/data/deepfake_dev/train", images = 1024, batch = 64,
               png_dir = "/tmp/fmd_bench_png"}
-local USAGE = "usage: fmd scripts/bench_loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]"
+local USAGE = "usage: fmd bench/loader.lua [--data DIR] [--images N] [--batch B] [--png-dir DIR]"
 local i = 1
 while arg[i] do
   if arg[i] == "--help" or arg[i] == "-h" then print(USAGE); os.exit(0) end

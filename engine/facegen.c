@@ -1,7 +1,8 @@
 /*
- * faces.c - procedurally rendered face images for the generated default data
- * set (docs/faces.md): "real" faces, face-swap fakes (fakes_dataset) and
- * generator-path fakes (synthetic_dataset).
+ * facegen.c - the face generator (not a detector): procedurally rendered face
+ * images for the generated default data set (docs/facegen.md): "real" faces,
+ * face-swap fakes (fakes_dataset) and generator-path fakes
+ * (synthetic_dataset).
  *
  * Every image is a pure function of (kind, seed, target seed, params): all
  * randomness comes from an fmd_rng seeded per image, and the value-noise
@@ -24,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fmd.h"
+#include "fmd_impl.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -34,10 +35,10 @@
 
 /* The one place where the strength of every fake trace is set. Calibrated
  * with SimpleNet (Adam 1e-3, batch 32, 5 epochs, default set, two training
- * seeds; docs/faces.md): the swap traces at 1.3x and the generator traces at
+ * seeds; docs/facegen.md): the swap traces at 1.3x and the generator traces at
  * 1.15x of a first guess gave test AUCs of 0.75-0.88 (fakes_dataset) and
  * about 0.8-0.9 (synthetic_dataset); at 1x both dropped to about 0.7. */
-void fmd_faces_default_params(fmd_faces_params *p) {
+void fmd_facegen_default_params(fmd_facegen_params *p) {
     p->size = 256;
     p->strength = 1.0f;
     p->swap_color = 0.09f;
@@ -52,9 +53,9 @@ void fmd_faces_default_params(fmd_faces_params *p) {
     p->noise = 0.010f;
 }
 
-static int check_params(const fmd_faces_params *p) {
+static int check_params(const fmd_facegen_params *p) {
     if (p->size < 16 || p->size > 4096)
-        return fmd_fail("faces: image size %d must be in 16..4096", p->size);
+        return fmd_fail("facegen: image size %d must be in 16..4096", p->size);
     const struct { const char *name; float v; } f[] = {
         {"strength", p->strength}, {"swap_color", p->swap_color}, {"swap_light", p->swap_light},
         {"swap_resample", p->swap_resample}, {"swap_sharpen", p->swap_sharpen},
@@ -63,7 +64,7 @@ static int check_params(const fmd_faces_params *p) {
         {"noise", p->noise}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (!(f[i].v >= 0.0f && f[i].v <= 100.0f))
-            return fmd_fail("faces: parameter %s = %g must be in [0, 100]", f[i].name, (double)f[i].v);
+            return fmd_fail("facegen: parameter %s = %g must be in [0, 100]", f[i].name, (double)f[i].v);
     return 0;
 }
 
@@ -82,8 +83,8 @@ static uint64_t hash_str(uint64_t h, const char *s) {   /* FNV-1a, then mixed */
     return mix64(h ^ f);
 }
 
-uint64_t fmd_faces_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
-                        int64_t index) {
+uint64_t fmd_facegen_seed(uint64_t seed, const char *dataset, const char *split, const char *cls,
+                          int64_t index) {
     uint64_t h = mix64(seed);
     h = hash_str(h, dataset);
     h = hash_str(h, split);
@@ -824,7 +825,7 @@ static void taps_apply(const taps *t, const float *src, int n, int sstride, floa
 /* resamples an n x n plane to m x m; tmp has n*m floats */
 static int resample_plane(const float *src, int n, float *dst, int m, float *tmp) {
     taps t;
-    if (taps_make(&t, n, m)) return fmd_fail("faces: out of memory resampling %d -> %d", n, m);
+    if (taps_make(&t, n, m)) return fmd_fail("facegen: out of memory resampling %d -> %d", n, m);
     for (int y = 0; y < n; y++) taps_apply(&t, src + (size_t)y * n, n, 1, tmp + (size_t)y * m, m, 1);
     /* vertical pass row by row over the output, so memory is read in order */
     for (int i = 0; i < m; i++) {
@@ -904,11 +905,11 @@ static void camera_noise(const face *f, int S, float *img, float sigma, fmd_rng 
  * made from the same seed, so that strength 0 reproduces the real image */
 static void noise_rng(fmd_rng *r, uint64_t seed) { fmd_rng_seed(r, seed ^ 0xc0ffee1234567ull); }
 
-static int make_real(uint64_t seed, const fmd_faces_params *p, float *img) {
+static int make_real(uint64_t seed, const fmd_facegen_params *p, float *img) {
     int S = p->size;
     size_t P = (size_t)S * S;
     float *scratch = malloc(3 * P * sizeof(float));
-    if (!scratch) return fmd_fail("faces: out of memory (%d x %d image)", S, S);
+    if (!scratch) return fmd_fail("facegen: out of memory (%d x %d image)", S, S);
     face f;
     face_draw(&f, seed);
     fmd_rng r;
@@ -942,12 +943,12 @@ static void swap_mask(const face *t, int S, float feather, float *m) {
 /* fakes_dataset fake: the real image of target_seed with the inner face of
  * identity `seed` blended in; mask_out (S*S, optional) gets the mask.
  * Outside the mask the pixels are exactly those of the real image. */
-static int make_swap(uint64_t seed, uint64_t target_seed, const fmd_faces_params *p, float *img,
+static int make_swap(uint64_t seed, uint64_t target_seed, const fmd_facegen_params *p, float *img,
                      float *mask_out) {
     int S = p->size;
     size_t P = (size_t)S * S;
     float *gen = malloc(P * sizeof(float) * 7);
-    if (!gen) return fmd_fail("faces: out of memory (%d x %d image)", S, S);
+    if (!gen) return fmd_fail("facegen: out of memory (%d x %d image)", S, S);
     float *m = gen + 3 * P, *scratch = gen + 4 * P, *tmp = scratch, *tmp2 = scratch + P;
     face tgt, src, idn;
     face_draw(&tgt, target_seed);
@@ -1018,7 +1019,7 @@ static int make_swap(uint64_t seed, uint64_t target_seed, const fmd_faces_params
     int lo = (int)lroundf(S / f);
     if (lo < 8) lo = 8;
     float *small = malloc((size_t)S * lo * sizeof(float) + (size_t)lo * lo * sizeof(float));
-    if (!small) { free(gen); return fmd_fail("faces: out of memory (%d x %d image)", S, S); }
+    if (!small) { free(gen); return fmd_fail("facegen: out of memory (%d x %d image)", S, S); }
     float *low = small + (size_t)S * lo;
     int sharpen = fmd_rng_next_uniform(&r) < 0.35;
     float sh_amt = p->swap_sharpen * amt * U(&r, 0.5f, 1.2f);
@@ -1065,11 +1066,11 @@ static int make_swap(uint64_t seed, uint64_t target_seed, const fmd_faces_params
  * whose 2x2 output phases have unequal gains (periodic spectral peaks at
  * periods 2 and 4, strongest on edges), shifted colour statistics, and less
  * noise. With strength 0 it is exactly the real image of `seed`. */
-static int make_gan(uint64_t seed, const fmd_faces_params *p, float *img) {
+static int make_gan(uint64_t seed, const fmd_facegen_params *p, float *img) {
     int S = p->size;
     size_t P = (size_t)S * S;
     float *buf = malloc(P * sizeof(float) * 3);
-    if (!buf) return fmd_fail("faces: out of memory (%d x %d image)", S, S);
+    if (!buf) return fmd_fail("facegen: out of memory (%d x %d image)", S, S);
     float *tmp = buf, *low = buf + P, *up = buf + 2 * P;
     face f;
     face_draw(&f, seed);
@@ -1130,7 +1131,7 @@ static int make_gan(uint64_t seed, const fmd_faces_params *p, float *img) {
     free(buf);
     /* generated images carry little sensor noise */
     float *scratch = malloc(3 * P * sizeof(float));
-    if (!scratch) return fmd_fail("faces: out of memory (%d x %d image)", S, S);
+    if (!scratch) return fmd_fail("facegen: out of memory (%d x %d image)", S, S);
     camera_noise(&f, S, img, p->noise * f.noise * (1.0f - 0.8f * sm), &rn, scratch);
     free(scratch);
     return 0;
@@ -1138,22 +1139,22 @@ static int make_gan(uint64_t seed, const fmd_faces_params *p, float *img) {
 
 /* ------------------------------------------------------------ public API */
 
-static int render_into(fmd_face_kind kind, uint64_t seed, uint64_t target_seed,
-                       const fmd_faces_params *p, float *img, float *mask) {
+static int render_into(fmd_facegen_kind kind, uint64_t seed, uint64_t target_seed,
+                       const fmd_facegen_params *p, float *img, float *mask) {
     switch (kind) {
-    case FMD_FACE_REAL: return make_real(seed, p, img);
-    case FMD_FACE_SWAP: return make_swap(seed, target_seed, p, img, mask);
-    case FMD_FACE_GAN: return make_gan(seed, p, img);
+    case FMD_FACEGEN_REAL: return make_real(seed, p, img);
+    case FMD_FACEGEN_SWAP: return make_swap(seed, target_seed, p, img, mask);
+    case FMD_FACEGEN_GAN: return make_gan(seed, p, img);
     }
-    return fmd_fail("faces: unknown image kind %d (expected real, swap or gan)", (int)kind);
+    return fmd_fail("facegen: unknown image kind %d (expected real, swap or gan)", (int)kind);
 }
 
 // result is (3, size, size); *mask (optional) is (1, size, size): the blend
-// mask for FMD_FACE_SWAP, zeros for the other kinds
-fmd_tensor *fmd_face_render(fmd_face_kind kind, uint64_t seed, uint64_t target_seed,
-                            const fmd_faces_params *params, fmd_tensor **mask) {
-    fmd_faces_params def;
-    if (!params) { fmd_faces_default_params(&def); params = &def; }
+// mask for FMD_FACEGEN_SWAP, zeros for the other kinds
+fmd_tensor *fmd_facegen_render(fmd_facegen_kind kind, uint64_t seed, uint64_t target_seed,
+                               const fmd_facegen_params *params, fmd_tensor **mask) {
+    fmd_facegen_params def;
+    if (!params) { fmd_facegen_default_params(&def); params = &def; }
     if (mask) *mask = NULL;
     if (check_params(params)) return NULL;
     int64_t S = params->size;
@@ -1170,9 +1171,9 @@ fmd_tensor *fmd_face_render(fmd_face_kind kind, uint64_t seed, uint64_t target_s
 }
 
 typedef struct {
-    const fmd_face_job *jobs;
+    const fmd_facegen_job *jobs;
     int n;
-    const fmd_faces_params *p;
+    const fmd_facegen_params *p;
     pthread_mutex_t lock;
     int failed;
     char msg[512];
@@ -1182,8 +1183,8 @@ static void write_task(void *vctx, int ith, int nth) {
     write_ctx *c = vctx;
     for (int j = ith; j < c->n; j += nth) {   /* interleaved: neighbours cost alike */
         if (c->failed) return;
-        const fmd_face_job *job = &c->jobs[j];
-        fmd_tensor *img = fmd_face_render(job->kind, job->seed, job->target_seed, c->p, NULL);
+        const fmd_facegen_job *job = &c->jobs[j];
+        fmd_tensor *img = fmd_facegen_render(job->kind, job->seed, job->target_seed, c->p, NULL);
         int bad = !img || fmd_image_save_png(job->path, img);
         fmd_release(img);
         if (bad) {
@@ -1196,13 +1197,13 @@ static void write_task(void *vctx, int ith, int nth) {
     }
 }
 
-int fmd_faces_write(const fmd_face_job *jobs, int n, const fmd_faces_params *params) {
-    fmd_faces_params def;
-    if (!params) { fmd_faces_default_params(&def); params = &def; }
+int fmd_facegen_write(const fmd_facegen_job *jobs, int n, const fmd_facegen_params *params) {
+    fmd_facegen_params def;
+    if (!params) { fmd_facegen_default_params(&def); params = &def; }
     if (check_params(params)) return -1;
-    if (n < 0) return fmd_fail("faces: job count %d is negative", n);
+    if (n < 0) return fmd_fail("facegen: job count %d is negative", n);
     for (int i = 0; i < n; i++)
-        if (!jobs[i].path) return fmd_fail("faces: job %d has no output path", i);
+        if (!jobs[i].path) return fmd_fail("facegen: job %d has no output path", i);
     write_ctx c = {.jobs = jobs, .n = n, .p = params};
     pthread_mutex_init(&c.lock, NULL);
     fmd_parallel(write_task, &c);
@@ -1214,17 +1215,17 @@ int fmd_faces_write(const fmd_face_job *jobs, int n, const fmd_faces_params *par
 static int mkdir_p(const char *dir) {
     char buf[4096];
     size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return fmd_fail("faces: bad directory name '%s'", dir);
+    if (n == 0 || n >= sizeof buf) return fmd_fail("facegen: bad directory name '%s'", dir);
     memcpy(buf, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0') continue;
         char keep = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return fmd_fail("faces: cannot create directory '%s': %s", buf, strerror(errno));
+            return fmd_fail("facegen: cannot create directory '%s': %s", buf, strerror(errno));
         struct stat st;
         if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-            return fmd_fail("faces: '%s' exists and is not a directory", buf);
+            return fmd_fail("facegen: '%s' exists and is not a directory", buf);
         buf[i] = keep;
     }
     return 0;
@@ -1235,10 +1236,10 @@ static int is_png_name(const char *s) {
     return n > 4 && strcmp(s + n - 4, ".png") == 0;
 }
 
-int fmd_faces_prepare_dir(const char *dir, int clear) {
+int fmd_facegen_prepare_dir(const char *dir, int clear) {
     if (mkdir_p(dir)) return -1;
     DIR *d = opendir(dir);
-    if (!d) return fmd_fail("faces: cannot open directory '%s': %s", dir, strerror(errno));
+    if (!d) return fmd_fail("facegen: cannot open directory '%s': %s", dir, strerror(errno));
     int count = 0;
     struct dirent *e;
     char path[4352];
@@ -1250,7 +1251,7 @@ int fmd_faces_prepare_dir(const char *dir, int clear) {
             if (unlink(path) != 0) {
                 int err = errno;
                 closedir(d);
-                return fmd_fail("faces: cannot remove '%s': %s", path, strerror(err));
+                return fmd_fail("facegen: cannot remove '%s': %s", path, strerror(err));
             }
         }
     }

@@ -2,7 +2,7 @@
 -- single-call sgemm rate (measured first with a big fmd.matmul on all pool
 -- threads) for the conv ops that dominate training, each forward+backward.
 --
---   build/fmd scripts/bench.lua [--batch 32] [--reps 3] [--threads N] [--xception_batch 8]
+--   build/fmd bench/kernels.lua [--batch 32] [--reps 3] [--threads N] [--xception_batch 8]
 --
 -- Other processes on the machine skew wall times: compare runs on an idle
 -- machine (the sgemm line shows what the cores delivered this run).
@@ -13,7 +13,7 @@ local fmd = require "fmd"
 local now = fmd.sys.now
 
 local opts = {batch = 32, reps = 3, threads = fmd.get_num_threads(), xception_batch = 8}
-local USAGE = "usage: fmd scripts/bench.lua [--batch N] [--reps N] [--threads N] [--xception_batch N]"
+local USAGE = "usage: fmd bench/kernels.lua [--batch N] [--reps N] [--threads N] [--xception_batch N]"
 local i = 1
 while arg[i] do
   if arg[i] == "--help" or arg[i] == "-h" then print(USAGE); os.exit(0) end

@@ -1,7 +1,7 @@
--- The generated face data set: engine/faces.c, lib/fmd/faces.lua,
+-- The generated face data set: engine/facegen.c, lib/fmd/facegen.lua,
 -- scripts/make_faces.lua.
 local fmd = require "fmd"
-local faces = require "fmd.faces"
+local facegen = require "fmd.facegen"
 local C = require "fmd.core"
 
 local S = 64   -- small renders keep the tests quick; the code is size-generic
@@ -23,50 +23,50 @@ local function meandiff(a, b)
 end
 
 test("default parameters are exposed and overridable by name", function()
-  local p = faces.params()
+  local p = facegen.params()
   expect_eq(p.size, 256)
   expect_eq(p.strength, 1)
   for _, k in ipairs{"swap_color", "swap_light", "swap_resample", "swap_sharpen", "swap_feather",
                      "swap_misalign", "gan_checker", "gan_smooth", "gan_color", "noise"} do
     expect(type(p[k]) == "number" and p[k] > 0, "parameter " .. k)
   end
-  expect_eq(faces.params{strength = 2}.strength, 2)
-  expect_error(function() faces.params{bogus = 1} end, "unknown parameter 'bogus'")
+  expect_eq(facegen.params{strength = 2}.strength, 2)
+  expect_error(function() facegen.params{bogus = 1} end, "unknown parameter 'bogus'")
 end)
 
 test("bad arguments give clear errors", function()
-  expect_error(function() faces.render("nope", 1) end, 'kind must be "real", "swap" or "gan"')
-  expect_error(function() faces.render("swap", 1) end, "needs a target seed")
-  expect_error(function() faces.render("real", 1, nil, {bogus = 1}) end, "unknown parameter 'bogus'")
-  expect_error(function() faces.render("real", 1, nil, {size = 8}) end, "size 8 must be in 16..4096")
-  expect_error(function() faces.render("real", 1, nil, {size = 64.5}) end, "size must be an integer")
-  expect_error(function() faces.render("gan", 1, nil, {gan_checker = -1}) end, "gan_checker = -1")
-  expect_error(function() faces.render("real", 1, nil, {noise = "x"}) end, "'noise' must be a number")
-  expect_error(function() C.faces_write({{kind = "real", seed = 1}}) end, "needs a path")
-  expect_error(function() faces.split_counts("nope", 10) end, "unknown data set 'nope'")
+  expect_error(function() facegen.render("nope", 1) end, 'kind must be "real", "swap" or "gan"')
+  expect_error(function() facegen.render("swap", 1) end, "needs a target seed")
+  expect_error(function() facegen.render("real", 1, nil, {bogus = 1}) end, "unknown parameter 'bogus'")
+  expect_error(function() facegen.render("real", 1, nil, {size = 8}) end, "size 8 must be in 16..4096")
+  expect_error(function() facegen.render("real", 1, nil, {size = 64.5}) end, "size must be an integer")
+  expect_error(function() facegen.render("gan", 1, nil, {gan_checker = -1}) end, "gan_checker = -1")
+  expect_error(function() facegen.render("real", 1, nil, {noise = "x"}) end, "'noise' must be a number")
+  expect_error(function() C.facegen_write({{kind = "real", seed = 1}}) end, "needs a path")
+  expect_error(function() facegen.split_counts("nope", 10) end, "unknown data set 'nope'")
 end)
 
 test("rendering is deterministic and seeds differ", function()
   for _, kind in ipairs{"real", "swap", "gan"} do
-    local a = faces.render(kind, 11, 12, small)
-    local b = faces.render(kind, 11, 12, small)
+    local a = facegen.render(kind, 11, 12, small)
+    local b = facegen.render(kind, 11, 12, small)
     expect_eq(a:size(1), 3); expect_eq(a:size(2), S); expect_eq(a:size(3), S)
     expect_eq(maxdiff(a, b), 0, kind .. " same seed")
-    local c = faces.render(kind, 13, 14, small)
+    local c = facegen.render(kind, 13, 14, small)
     expect(meandiff(a, c) > 0.02, kind .. " different seeds should differ")
     expect(a:min():item() >= 0 and a:max():item() <= 1, kind .. " in [0, 1]")
   end
 end)
 
 test("image seeds are a pure function of (seed, dataset, split, class, index)", function()
-  local s = faces.seed(0, "fakes_dataset", "train", "real", 0)
-  expect_eq(faces.seed(0, "fakes_dataset", "train", "real", 0), s)
+  local s = facegen.seed(0, "fakes_dataset", "train", "real", 0)
+  expect_eq(facegen.seed(0, "fakes_dataset", "train", "real", 0), s)
   local seen = {[s] = true}
   for _, other in ipairs{
       {1, "fakes_dataset", "train", "real", 0}, {0, "synthetic_dataset", "train", "real", 0},
       {0, "fakes_dataset", "val", "real", 0}, {0, "fakes_dataset", "train", "fake", 0},
       {0, "fakes_dataset", "train", "real", 1}} do
-    local t = faces.seed(table.unpack(other))
+    local t = facegen.seed(table.unpack(other))
     expect(not seen[t], "seed collision for " .. table.concat(other, ","))
     seen[t] = true
   end
@@ -75,8 +75,8 @@ end)
 test("a swap changes the real target image only inside its blend mask", function()
   for seed = 1, 3 do
     local target = 100 + seed
-    local real = faces.render("real", target, nil, small)
-    local fake, mask = faces.render("swap", seed, target, small)
+    local real = facegen.render("real", target, nil, small)
+    local fake, mask = facegen.render("swap", seed, target, small)
     local fr, ff, fm = real:flat(), fake:flat(), mask:flat()
     local P = S * S
     local on, outside_diff, inside_diff, n_in = 0, 0, 0, 0
@@ -99,16 +99,16 @@ test("a swap changes the real target image only inside its blend mask", function
 end)
 
 test("the other kinds have an all-zero mask", function()
-  local _, m = faces.render("gan", 3, nil, small)
+  local _, m = facegen.render("gan", 3, nil, small)
   expect_eq(m:sum():item(), 0)
   expect_eq(m:size(1), 1)
 end)
 
 test("strength 0 removes the generator traces: gan equals the real image", function()
-  local real = faces.render("real", 21, nil, small)
-  local gan0 = faces.render("gan", 21, nil, {size = S, strength = 0})
+  local real = facegen.render("real", 21, nil, small)
+  local gan0 = facegen.render("gan", 21, nil, {size = S, strength = 0})
   expect_eq(maxdiff(real, gan0), 0)
-  local gan = faces.render("gan", 21, nil, small)
+  local gan = facegen.render("gan", 21, nil, small)
   expect(meandiff(real, gan) > 0.003, "default strength leaves traces")
 end)
 
@@ -141,8 +141,8 @@ test("synthetic fakes carry periodic spectral peaks that real images lack", func
   local control = {{n / 2 - 3, n / 2 - 5}, {7, n / 2 - 3}, {n / 2 - 9, 2}, {n / 4 + 3, n / 4 - 2},
                    {5, n / 4 + 3}, {n / 4 - 5, 7}}
   for seed = 1, 3 do
-    local r = gray(faces.render("real", seed, nil, {size = n}), n)
-    local g = gray(faces.render("gan", seed, nil, {size = n}), n)
+    local r = gray(facegen.render("real", seed, nil, {size = n}), n)
+    local g = gray(facegen.render("gan", seed, nil, {size = n}), n)
     local gp, gc, rp = best(g, n, periodic), best(g, n, control), best(r, n, periodic)
     expect(gp > 2.5, ("gan seed %d: periodic peak %.2f"):format(seed, gp))
     expect(gp > 4 * gc, ("gan seed %d: peak %.2f vs control %.2f"):format(seed, gp, gc))
@@ -172,11 +172,11 @@ test("swapped faces and synthetic images are smoother than camera images", funct
   local lower_swap, lower_gan = 0, 0
   for seed = 1, 8 do
     local target = 300 + seed
-    local real = faces.render("real", target, nil, small)
-    local fake, mask = faces.render("swap", seed, target, small)
+    local real = facegen.render("real", target, nil, small)
+    local fake, mask = facegen.render("swap", seed, target, small)
     if hf(fake, mask) < hf(real, mask) then lower_swap = lower_swap + 1 end
     -- (without the checkerboard, which adds its own high frequencies)
-    local gan = faces.render("gan", target, nil, {size = S, gan_checker = 0})
+    local gan = facegen.render("gan", target, nil, {size = S, gan_checker = 0})
     if hf(gan) < hf(real) then lower_gan = lower_gan + 1 end
   end
   expect(lower_swap >= 7, ("swaps smoother in %d of 8"):format(lower_swap))
@@ -211,9 +211,9 @@ end
 test("a tiny generated set has the course layout, counts and contents", function()
   local root = tmpdir()
   local sizes = {train = 6, val = 3, test = 3}
-  local jobs, dirs = faces.plan{out = root, seed = 5, sizes = sizes}
+  local jobs, dirs = facegen.plan{out = root, seed = 5, sizes = sizes}
   local ok, err = pcall(function()
-    expect_eq(faces.generate{out = root, seed = 5, sizes = sizes, size = S}, 24)
+    expect_eq(facegen.generate{out = root, seed = 5, sizes = sizes, size = S}, 24)
     -- counts per folder: fakes_dataset 2 real : 1 fake, synthetic 1 : 1
     local want = {
       fakes_dataset = {train = {4, 2}, val = {2, 1}, test = {2, 1}},
@@ -221,8 +221,8 @@ test("a tiny generated set has the course layout, counts and contents", function
     }
     for ds, splits in pairs(want) do
       for split, n in pairs(splits) do
-        expect_eq(C.faces_prepare_dir(("%s/%s/%s/real"):format(root, ds, split)), n[1], ds .. split .. " real")
-        expect_eq(C.faces_prepare_dir(("%s/%s/%s/fake"):format(root, ds, split)), n[2], ds .. split .. " fake")
+        expect_eq(C.facegen_prepare_dir(("%s/%s/%s/real"):format(root, ds, split)), n[1], ds .. split .. " real")
+        expect_eq(C.facegen_prepare_dir(("%s/%s/%s/fake"):format(root, ds, split)), n[2], ds .. split .. " fake")
       end
     end
     expect(file_bytes(root .. "/fakes_dataset/train/real/real_00003.png"), "real_00003.png exists")
@@ -231,14 +231,14 @@ test("a tiny generated set has the course layout, counts and contents", function
     -- fake i of fakes_dataset is swapped into real image i
     local img = fmd.load_image(root .. "/fakes_dataset/val/fake/fake_00000.png")
     expect_eq(img:size(2), S)
-    local want_img = faces.render("swap", faces.seed(5, "fakes_dataset", "val", "fake", 0),
-                                  faces.seed(5, "fakes_dataset", "val", "real", 0), small)
+    local want_img = facegen.render("swap", facegen.seed(5, "fakes_dataset", "val", "fake", 0),
+                                    facegen.seed(5, "fakes_dataset", "val", "real", 0), small)
     expect(maxdiff(img, want_img) <= 0.5 / 255 + 1e-6, "fake file = render of its seeds")
     img = fmd.load_image(root .. "/synthetic_dataset/test/fake/fake_00000.png")
-    want_img = faces.render("gan", faces.seed(5, "synthetic_dataset", "test", "fake", 0), nil, small)
+    want_img = facegen.render("gan", facegen.seed(5, "synthetic_dataset", "test", "fake", 0), nil, small)
     expect(maxdiff(img, want_img) <= 0.5 / 255 + 1e-6, "gan file = render of its seed")
     -- generating again refuses to mix with existing files, --force replaces
-    expect_error(function() faces.generate{out = root, seed = 5, sizes = sizes, size = S} end,
+    expect_error(function() facegen.generate{out = root, seed = 5, sizes = sizes, size = S} end,
                  "fakes_dataset already exists; use --force")
     expect(not C.sys.is_dir(root .. "/fakes_dataset.partial"), "no staging folder left")
     -- the bytes do not depend on the thread count
@@ -249,12 +249,12 @@ test("a tiny generated set has the course layout, counts and contents", function
     C.sys.mkdir(root .. "/synthetic_dataset.partial/train/real")
     local f = assert(io.open(root .. "/synthetic_dataset.partial/train/real/junk.png", "wb"))
     f:write("x"); f:close()
-    local ok2, err2 = pcall(faces.generate, {out = root, seed = 5, sizes = sizes, size = S, force = true})
+    local ok2, err2 = pcall(facegen.generate, {out = root, seed = 5, sizes = sizes, size = S, force = true})
     fmd.set_num_threads(nth)
     assert(ok2, err2)
     expect(before == file_bytes(root .. "/synthetic_dataset/train/fake/fake_00002.png"),
            "same bytes with 1 thread")
-    expect_eq(C.faces_prepare_dir(root .. "/synthetic_dataset/train/real"), 3, "junk not carried over")
+    expect_eq(C.facegen_prepare_dir(root .. "/synthetic_dataset/train/real"), 3, "junk not carried over")
     expect(not C.sys.is_dir(root .. "/synthetic_dataset.partial"), "staging folder renamed")
   end)
   remove_tree(root, jobs, dirs)
@@ -262,7 +262,7 @@ test("a tiny generated set has the course layout, counts and contents", function
 end)
 
 test("the default plan matches the documented sizes", function()
-  local jobs = faces.plan{out = "x", seed = 0}
+  local jobs = facegen.plan{out = "x", seed = 0}
   local count = {}
   for _, j in ipairs(jobs) do
     local k = j.dataset .. "/" .. j.split .. "/" .. j.class
@@ -274,8 +274,8 @@ test("the default plan matches the documented sizes", function()
   expect_eq(count["fakes_dataset/test/real"], 100); expect_eq(count["fakes_dataset/test/fake"], 50)
   expect_eq(count["synthetic_dataset/train/real"], 300); expect_eq(count["synthetic_dataset/train/fake"], 300)
   expect_eq(count["synthetic_dataset/val/fake"], 75); expect_eq(count["synthetic_dataset/test/real"], 75)
-  expect_eq(#faces.plan{out = "x", only = "synthetic_dataset"}, 900)
-  expect_error(function() faces.plan{only = "nope"} end, "unknown data set 'nope'")
+  expect_eq(#facegen.plan{out = "x", only = "synthetic_dataset"}, 900)
+  expect_error(function() facegen.plan{only = "nope"} end, "unknown data set 'nope'")
 end)
 
 test("make_faces.lua: --help and errors for bad flags", function()
