@@ -2,13 +2,15 @@
 # fmd against PyTorch on this machine, side by side (docs/performance.md).
 #
 #   bench/compare.sh [--rounds 3] [--steps 10] [--warmup 2] [--batch 32]
-#                    [--models "SimpleNet XceptionBased"] [--modes "train eval"]
+#                    [--models "SimpleNet XceptionBased MobileNetBased"] [--modes "train eval"]
 #                    [--threads 2] [--data DIR] [--fmd build/fmd] [--out FILE.jsonl]
 #
 # Every row (model x mode) is measured by both sides in turn, each run in its
 # own process (bench/fmd_bench.lua, bench/torch_bench.py), for --rounds
-# rounds; the side that goes first alternates between rounds. The table shows
-# medians over rounds of each side's median step, the median of the per-round
+# rounds; the side that goes first alternates between rounds. Each model
+# runs at its input size (256; MobileNetBased, i.e. MobileNetV2 with its
+# 1280-256-2 head, at 224). The table shows medians over rounds of each
+# side's median step, the median of the per-round
 # ratios fmd/PyTorch (the machine drifts between rounds, so the ratio of a
 # round is the figure that counts) with their range, images/s, effective
 # GFLOP/s and peak RSS. Then the machine's cblas_sgemm ceiling and OpenBLAS's
@@ -23,7 +25,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-rounds=3 steps=10 warmup=2 batch=32 threads=2 models="SimpleNet XceptionBased" modes="train eval"
+rounds=3 steps=10 warmup=2 batch=32 threads=2 models="SimpleNet XceptionBased MobileNetBased" modes="train eval"
 data="" fmd="$top/build/fmd" out=""
 usage() { echo "usage:"; sed -n '4,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -49,7 +51,8 @@ while (($#)); do
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
-for m in $models; do [[ $m == SimpleNet || $m == XceptionBased ]] || die "--models: unknown model '$m' (SimpleNet, XceptionBased)"; done
+for m in $models; do [[ $m == SimpleNet || $m == XceptionBased || $m == MobileNetBased ]] ||
+  die "--models: unknown model '$m' (SimpleNet, XceptionBased, MobileNetBased)"; done
 for m in $modes; do [[ $m == train || $m == eval ]] || die "--modes: unknown mode '$m' (train, eval)"; done
 [[ $fmd == /* ]] || fmd=$PWD/$fmd   # the runs cd to the source tree
 [[ -z $data || $data == /* ]] || data=$PWD/$data
@@ -146,6 +149,8 @@ rss_rows = []
 for k in order:
     t, f = runs("torch", k), runs("fmd", k)
     name = "%s %s b%d" % (k[0], "train step" if k[1] == "train" else "eval forward", batch)
+    size = [r["size"] for r in rows if (r["model"], r["mode"]) == k and "size" in r]
+    if size and size[0] != 256: name += " %dx%d" % (size[0], size[0])
     if not t or not f:
         why = [r.get("skipped") or r.get("failed") for r in rows if (r["model"], r["mode"]) == k and not ok(r)]
         if why: name += " (%s)" % why[0]

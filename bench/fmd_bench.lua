@@ -2,7 +2,11 @@
 -- docs/performance.md). One measurement per process, one JSON line out:
 --
 --   build/fmd bench/fmd_bench.lua --model SimpleNet --mode train [--batch 32]
---       [--steps 10] [--warmup 2] [--threads 2] [--size 256] [--data DIR]
+--       [--steps 10] [--warmup 2] [--threads 2] [--size N] [--data DIR]
+--
+-- models: SimpleNet, XceptionBased, MobileNetBased (MobileNetV2 with its
+-- 1280-256-2 head, random weights); --size defaults to the model's input
+-- side (fmd.models.input: 256, or 224 for MobileNetBased)
 --
 -- modes: train  zero_grad + forward + cross-entropy + backward + Adam step
 --               on one preloaded random batch
@@ -21,10 +25,10 @@ local models = require "fmd.models"
 local nn = require "fmd.nn"
 local optim = require "fmd.optim"
 
-local USAGE = "usage: fmd bench/fmd_bench.lua --model SimpleNet|XceptionBased --mode train|eval|data "
+local USAGE = "usage: fmd bench/fmd_bench.lua --model SimpleNet|XceptionBased|MobileNetBased --mode train|eval|data "
   .. "[--batch N] [--steps N] [--warmup N] [--threads N] [--size N] [--data DIR] [--workers N]"
 local opts = {model = "SimpleNet", mode = "train", batch = 32, steps = 10, warmup = 2,
-              threads = 2, size = 256, data = nil, workers = 2}
+              threads = 2, size = false, data = nil, workers = 2}
 local NUMERIC = {batch = 1, steps = 1, warmup = 0, threads = 1, size = 32, workers = 0}
 
 local function die(msg) error(msg .. "\n(see --help)", 0) end
@@ -44,9 +48,11 @@ while arg[i] do
   opts[k] = v
   i = i + 2
 end
-if opts.model ~= "SimpleNet" and opts.model ~= "XceptionBased" then
-  die(("fmd_bench: --model must be SimpleNet or XceptionBased, got '%s'"):format(opts.model))
+local MODELS = {SimpleNet = true, XceptionBased = true, MobileNetBased = true}
+if not MODELS[opts.model] then
+  die(("fmd_bench: --model must be SimpleNet, XceptionBased or MobileNetBased, got '%s'"):format(opts.model))
 end
+opts.size = opts.size or models.input(opts.model).size
 if opts.mode ~= "train" and opts.mode ~= "eval" and opts.mode ~= "data" then
   die(("fmd_bench: --mode must be train, eval or data, got '%s'"):format(opts.mode))
 end
@@ -78,7 +84,7 @@ end
 
 local model
 if opts.model == "SimpleNet" then model = models.load_model("SimpleNet")
-else model = models.load_model("XceptionBased", {pretrained = false, quiet = true}) end
+else model = models.load_model(opts.model, {pretrained = false, quiet = true}) end
 local S, B = opts.size, opts.batch
 local macs = models.count_macs(model, {1, 3, S, S}) * B
 
@@ -119,7 +125,7 @@ else
   -- real loading: each step's time includes waiting for the loader's batch
   local data = require "fmd.data"
   local transforms = require "fmd.transforms"
-  local ds = data.FacesDataset(opts.data, transforms.course("train"))
+  local ds = data.FacesDataset(opts.data, transforms.course("train", models.input(opts.model)))
   local dl = data.DataLoader(ds, {batch_size = B, shuffle = true, drop_last = true,
                                   num_workers = opts.workers, seed = 0})
   if #dl < opts.warmup + opts.steps then

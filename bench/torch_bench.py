@@ -12,8 +12,10 @@ PyTorch at its best on this machine also needs, set by compare.sh:
 LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread and
 GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736.
 
-The models are lib/fmd/models/SimpleNet.lua and XceptionBased.lua written
-in PyTorch. Xception follows the public port (tstandley / Cadene, the one
+The models are lib/fmd/models/SimpleNet.lua, XceptionBased.lua and
+MobileNetBased.lua written in PyTorch (MobileNetBased: Keras' MobileNetV2,
+i.e. bottom/right zero padding before stride-2 convs, BatchNorm eps 1e-3,
+ReLU6, then the 1280-256-2 head; at 224x224 by default). Xception follows the public port (tstandley / Cadene, the one
 the course loads through pretrainedmodels, not installable here): the ReLUs
 inside a block after its first, and those after bn1/bn2/bn3/bn4, are
 in place, and a block adds its skip in place, as there. MACs are counted
@@ -123,6 +125,49 @@ class XceptionBased(nn.Module):
         return self.fc(x)
 
 
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, t):
+        super().__init__()
+        hidden = cin * t
+        self.residual = stride == 1 and cin == cout
+        layers = []
+        if t != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden, eps=1e-3), nn.ReLU6()]
+        if stride == 2:
+            layers.append(nn.ZeroPad2d((0, 1, 0, 1)))
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1 if stride == 1 else 0, groups=hidden, bias=False),
+                   nn.BatchNorm2d(hidden, eps=1e-3), nn.ReLU6(),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout, eps=1e-3)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.body(x)
+        return y + x if self.residual else y
+
+
+class MobileNetBased(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layers = [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 32, 3, 2, 0, bias=False), nn.BatchNorm2d(32, eps=1e-3),
+                  nn.ReLU6()]
+        cin = 32
+        for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                           (6, 320, 1, 1)]:
+            for r in range(n):
+                layers.append(InvertedResidual(cin, c, s if r == 0 else 1, t))
+                cin = c
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280, eps=1e-3), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(1280, 256), nn.ReLU(), nn.Linear(256, 2))
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+MODELS = {"SimpleNet": SimpleNet, "XceptionBased": XceptionBased, "MobileNetBased": MobileNetBased}
+SIZES = {"MobileNetBased": 224}   # the input side of each model; 256 otherwise
+
+
 def count_macs(model, shape):
     """MACs of one forward, conv + linear only (fmd's models.count_macs)."""
     total = [0]
@@ -158,20 +203,21 @@ def peak_rss_gb():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=["SimpleNet", "XceptionBased"], default="SimpleNet")
+    p.add_argument("--model", choices=sorted(MODELS), default="SimpleNet")
     p.add_argument("--mode", choices=["train", "eval"], default="train")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=None, help="input side (default: the model's, 256 or 224)")
     a = p.parse_args()
     for k in ("batch", "steps", "threads"):
         if getattr(a, k) < 1:
             p.error(f"--{k} must be >= 1")
+    a.size = a.size or SIZES.get(a.model, 256)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = SimpleNet() if a.model == "SimpleNet" else XceptionBased()
+    model = MODELS[a.model]()
     macs = count_macs(model, (1, 3, a.size, a.size)) * a.batch
     x = torch.randn(a.batch, 3, a.size, a.size)
     target = torch.arange(a.batch) % 2

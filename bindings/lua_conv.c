@@ -1,6 +1,7 @@
-/* lua_conv.c - raw bindings of convolution and pooling (engine/nn_conv*.c,
- * engine/nn_pool.c). Every size is a plain integer here; the friendly API
- * (numbers or pairs, defaults) is fmd.nn.functional, written on top of
+/* lua_conv.c - raw bindings of convolution, pooling and padding
+ * (engine/nn_conv*.c, engine/nn_pool.c, engine/nn_pad.c). Every size is a
+ * plain integer here; the friendly API (numbers or pairs, defaults) is
+ * fmd.nn.functional, written on top of
  * these exact names:
  *   conv2d(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups)
  *   conv2d_fused(x, w, b|nil, sh, sw, ph, pw, dh, dw, groups, relu_in,
@@ -10,7 +11,8 @@
  *   sepconv2d(x, wd, wp, sh, sw, ph, pw, dh, dw, groups)
  *   max_pool2d(x, kh, kw, sh, sw, ph, pw)
  *   avg_pool2d(x, kh, kw, sh, sw, ph, pw)
- *   adaptive_avg_pool2d(x, oh, ow) */
+ *   adaptive_avg_pool2d(x, oh, ow)
+ *   pad2d(x, left, right, top, bottom, value) */
 #include "fmd_lua.h"
 
 #include <limits.h>
@@ -102,10 +104,19 @@ static int l_adaptive_avg_pool2d(lua_State *L) {
     return 1;
 }
 
+static int l_pad2d(lua_State *L) {
+    fmd_tensor *x = fmd_lua_check_tensor(L, 1);
+    int a[4];
+    for (int i = 0; i < 4; i++) a[i] = check_int(L, 2 + i);
+    fmd_lua_push_tensor(L, fmd_pad2d(x, a[0], a[1], a[2], a[3], (float)luaL_checknumber(L, 6)));
+    return 1;
+}
+
 void fmd_lua_open_conv(lua_State *L) {
     static const luaL_Reg fns[] = {{"conv2d", l_conv2d}, {"conv2d_fused", l_conv2d_fused}, {"sepconv2d_fused", l_sepconv2d_fused},
                                    {"sepconv2d", l_sepconv2d}, {"max_pool2d", l_max_pool2d},
                                    {"avg_pool2d", l_avg_pool2d}, {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
+                                   {"pad2d", l_pad2d},
                                    {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

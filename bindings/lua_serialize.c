@@ -1,4 +1,5 @@
 /* lua_serialize.c - tensor files from Lua:
+ *   bytes = fmd.base64_decode(text [, where])  -- RFC 4648 (tfjs shards in .js files)
  *   fmd.save_safetensors(path, {name = tensor, ...} [, {key = "value", ...}])
  *   tensors, metadata = fmd.load_safetensors(path)
  *   tensors, names = fmd.load_pth(path)     -- names: the file's order
@@ -7,6 +8,7 @@
  */
 #include "fmd_lua.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* pushes the dict's tensors as a name -> tensor table (and, when names_too,
@@ -26,6 +28,45 @@ static void push_tensors(lua_State *L, fmd_tensor_dict *d, int names_too) {
             lua_seti(L, -2, i + 1);
         }
     }
+}
+
+/* RFC 4648 base64 (standard alphabet, '=' padding, no whitespace) to bytes;
+ * where names the text in errors. In C because a weights shard wrapped in
+ * JavaScript is megabytes of it: a Lua loop takes seconds. */
+static int l_base64_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *where = luaL_optstring(L, 2, "base64");
+    static signed char val[256];
+    if (!val['B']) {   /* 'A' is 0, so 'B' tells whether the table is filled */
+        memset(val, -1, sizeof val);
+        const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int i = 0; i < 64; i++) val[(unsigned char)abc[i]] = (signed char)i;
+    }
+    if (n % 4) return luaL_error(L, "%s: base64 text of %I characters (expected a multiple of 4)", where, (lua_Integer)n);
+    size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 4 * 3);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)s[i + k];
+            int d = val[c];
+            if (d < 0 && !(c == '=' && i + k >= n - pad)) {
+                char shown[8] = "a byte";
+                if (c >= 32 && c < 127) snprintf(shown, sizeof shown, "'%c'", c);
+                return luaL_error(L, "%s: byte %I of the base64 text is %s (not base64)", where,
+                                  (lua_Integer)(i + k + 1), shown);
+            }
+            v = v << 6 | (uint32_t)(d < 0 ? 0 : d);
+        }
+        out[o++] = (char)(v >> 16);
+        out[o++] = (char)(v >> 8);
+        out[o++] = (char)v;
+    }
+    luaL_pushresultsize(&b, o - pad);
+    return 1;
 }
 
 static int l_save_safetensors(lua_State *L) {
@@ -129,6 +170,7 @@ static int l_tfjs_decode(lua_State *L) {
 
 void fmd_lua_open_serialize(lua_State *L) {
     static const luaL_Reg fns[] = {
+        {"base64_decode", l_base64_decode},
         {"save_safetensors", l_save_safetensors},
         {"load_safetensors", l_load_safetensors},
         {"load_pth", l_load_pth},

@@ -435,6 +435,9 @@ fmd_tensor *fmd_linear(fmd_tensor *x, fmd_tensor *w, fmd_tensor *b);  /* x (N,in
 fmd_tensor *fmd_max_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 fmd_tensor *fmd_avg_pool2d(fmd_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw); /* count_include_pad */
 fmd_tensor *fmd_adaptive_avg_pool2d(fmd_tensor *x, int oh, int ow);
+/* constant border of its own width on each side of every (H,W) plane:
+ * (N,C,H,W) -> (N,C,top+H+bottom,left+W+right); widths >= 0 */
+fmd_tensor *fmd_pad2d(fmd_tensor *x, int left, int right, int top, int bottom, float value);
 /* x (N,C) or (N,C,H,W). training: batch stats, running stats updated in
  * place (momentum, unbiased var); eval: running stats (required).
  * weight/bias/running_* are (C) or NULL. */

@@ -16,6 +16,7 @@ local data = require "fmd.data"
 local json = require "fmd.json"
 local transforms = require "fmd.transforms"
 local analysis = require "fmd.analysis"
+local models = require "fmd.models"
 local dist = require "fmd.dist"
 local runs = require "fmd.runs"
 
@@ -49,7 +50,7 @@ local model = analysis.load_model(opts.model, opts.checkpoint_path)
 
 local rows, results = {}, {}
 for i, set in ipairs(sets) do
-  local ds = data.FacesDataset(folders[i], transforms.course("test"))
+  local ds = data.FacesDataset(folders[i], transforms.course("test", models.input(opts.model)))
   local ev = analysis.evaluate(model, ds, folders[i], {batch_size = opts.batch_size, label = set})
   ev.scores = nil
   results[i] = {__order = {"dataset", "folder", "n_real", "n_fake", "auc_b", "auc_a", "average_precision", "eer",

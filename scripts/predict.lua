@@ -123,7 +123,8 @@ end
 ---------------------------------------------------------------- scoring
 
 local model = analysis.load_model(opts.model, opts.checkpoint_path)
-local tf = transforms.course("test")
+local input = models.input(opts.model)
+local tf = transforms.course("test", input)
 if opts.cam and opts.method:find("cam$") then   -- a wrong layer fails now, not after the first batch
   local ok, err = pcall(require("fmd.explain.util").find_layer, opts.method, model, opts.layer)
   if not ok then die(("--layer: %s"):format(tostring(err):gsub("^explain%.%w+: ", ""))) end
@@ -136,7 +137,7 @@ local function write_overlays(batch_files, images)
   local maps = method(model, images, target, {layer = opts.layer})
   maps = explain.clip_percentile(maps)
   for i, f in ipairs(batch_files) do
-    local shown = analysis.denormalize(images[i])
+    local shown = analysis.denormalize(images[i], input)
     local over = image.blend(image.colormap(maps[i], "jet"), shown, 0.5)
     local dir = f.cam:match("^(.*)/[^/]*$")
     if dir then fmd.sys.mkdir(dir) end

@@ -34,7 +34,7 @@ local maps = explain.clip_percentile(explain.compute_gradient_saliency_maps(samp
 local panels = {}
 for i = 1, #idx do
   local cls = labs[i] == 1 and "fake" or "real"
-  panels[#panels + 1] = {image = analysis.denormalize(samples[i]), title = cls}
+  panels[#panels + 1] = {image = analysis.denormalize(samples[i], ds.input), title = cls}
   panels[#panels + 1] = {image = maps[i], title = "saliency"}
 end
 local cols = math.min(12, 2 * #idx)

@@ -25,9 +25,11 @@ function analysis.load_model(name, path)
   return fmd.load_model(name, path)
 end
 
--- the split `part` of the data set in opts (course transform of that part)
+-- the split `part` of the data set in opts (course transform of that part,
+-- for the input opts.model takes)
 function analysis.dataset(opts, part, transform)
-  local ds = data.load_dataset(opts.dataset, part, {data_root = opts.data_root, transform = transform})
+  local ds = data.load_dataset(opts.dataset, part, {data_root = opts.data_root, transform = transform,
+                                                    model = opts.model})
   if #ds == 0 then
     error(("data set %s/%s/%s has no images"):format(data.data_root(opts), opts.dataset, part), 0)
   end
@@ -91,10 +93,14 @@ function analysis.evaluate(model, ds, what, opts)
           confusion = {__order = {"tn", "fp", "fn", "tp"}, tn = cm.tn, fp = cm.fp, fn = cm.fn, tp = cm.tp}}
 end
 
--- a normalised (3,H,W) image back to [0, 1] for display
-function analysis.denormalize(img)
-  local mean = fmd.tensor(transforms.COURSE_MEAN):view(3, 1, 1)
-  local std = fmd.tensor(transforms.COURSE_STD):view(3, 1, 1)
+-- a normalised (3,H,W) image back to [0, 1] for display; input: the
+-- model's input convention (ds.input, fmd.models.input; the course's when
+-- not a table, so denormalize(ds:get(i)) ignores the label)
+function analysis.denormalize(img, input)
+  if type(input) ~= "table" then input = transforms.COURSE_INPUT end
+  if not input.mean then return img:clamp(0, 1) end
+  local mean = fmd.tensor(input.mean):view(3, 1, 1)
+  local std = fmd.tensor(input.std):view(3, 1, 1)
   return (img * std + mean):clamp(0, 1)
 end
 
@@ -138,7 +144,7 @@ function analysis.get_grad_cam_visualization(test_dataset, model, opts)
   end
   local maps, raw = method(model, x, target, {layer = opts.layer or "conv3"})
   local map = explain.clip_percentile(maps[1])
-  local shown = analysis.denormalize(img)
+  local shown = analysis.denormalize(img, test_dataset.input)
   local vis = image.blend(image.colormap(map, "jet"), shown, 0.5)
   return vis:permute(2, 3, 1), math.tointeger(label), {image = shown, map = map, raw = raw and raw[1], pred = pred,
     p_fake = p_fake, target = target, target_name = target == 1 and "fake" or "real"}

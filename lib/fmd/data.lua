@@ -126,21 +126,25 @@ function M.data_root(opts)
 end
 
 -- load_dataset(name, part [, opts]): FacesDataset of <root>/<name>/<part>
--- with the course transform of the part (opts.transform overrides)
+-- with the course transform of the part for the input opts.model (a model
+-- name) takes (fmd.models.input: size, normalisation; the course's when
+-- nil); opts.transform overrides. ds.input is that input convention.
 function M.load_dataset(name, part, opts)
   opts = opts or {}
   if type(name) ~= "string" or type(part) ~= "string" then
     error("load_dataset: expected a data set name and a part (train, val or test)", 2)
   end
   local root = join(join(M.data_root(opts), name), part)
+  local input = opts.model and require("fmd.models").input(opts.model) or transforms.COURSE_INPUT
   local tf = opts.transform
   if tf == nil then
-    local ok, t = pcall(transforms.course, part)
+    local ok, t = pcall(transforms.course, part, input)
     if not ok then error(("load_dataset: unknown part '%s' (train, val or test)"):format(part), 2) end
     tf = t
   end
   local ok, ds = pcall(M.FacesDataset, root, tf)
   if not ok then error(ds, 0) end   -- already names the folder
+  ds.input = input
   return ds
 end
 

@@ -12,7 +12,7 @@ local help = {}
 -- after `fmd.` and inside require("fmd.").
 help.MODULES = {"sys", "nn", "nn.functional", "nn.init", "nn.fusion", "optim", "data", "transforms", "metrics",
                 "explain", "plot", "image", "facegen", "models", "json", "analysis", "trainer", "weights", "runs",
-                "state_io", "video", "tfjs", "detect", "dist"}
+                "state_io", "video", "tfjs", "detect", "dist", "keras"}
 
 local WIDTH = 80   -- help text is wrapped to this many columns
 
@@ -271,7 +271,7 @@ function help.public_names()
   walk("fmd.Tensor", fmd.Tensor_methods, ":")
   local nn = fmd.nn
   for _, c in ipairs(nn.classes) do local _ = nn[c] end
-  for _, c in ipairs{"SGD", "Adam"} do local _ = fmd.optim[c] end
+  for _, c in ipairs{"SGD", "Adam", "CosineAnnealingLR"} do local _ = fmd.optim[c] end
   for _, s in ipairs(help.MODULES) do
     local m = fmd
     for p in s:gmatch("[^.]+") do m = m[p] end

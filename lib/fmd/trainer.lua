@@ -3,12 +3,15 @@
 --
 --   local Trainer = require "fmd.trainer"
 --   local t = Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, test_ds,
---                         {num_workers = 2, seed = 0})
+--                         {num_workers = 2, seed = 0, scheduler = nil, select = "val_acc"})
 --   t:run(epochs, {model_name = "SimpleNet", dataset_name = "fakes_dataset",
 --                  optimizer_name = "Adam", optimizer_params = {lr = 0.001}})
 --
 -- Accuracy is a percentage; loss is averaged over all samples. Labels are
 -- 0 = real, 1 = fake; the prediction is argmax of the two logits (- 1).
+-- opts.scheduler (e.g. optim.CosineAnnealingLR) is stepped after every
+-- optimizer step. opts.select: the validation metric whose best epoch is
+-- checkpointed, "val_acc" (the course's) or "val_auc" (AUC of the fake logit).
 --
 -- Files (docs/training.md, docs/robustness.md; named by fmd.runs):
 -- out/<run>.json is a list of runs, this run the last entry; a log that
@@ -47,6 +50,11 @@ function Trainer.new(model, optimizer, criterion, batch_size, train_ds, val_ds, 
   self.print = opts.print or print
   self.checkpoint_dir = opts.checkpoint_dir or runs.DIRS.checkpoints
   self.out_dir = opts.out_dir or runs.DIRS.logs
+  self.scheduler = opts.scheduler
+  self.select = opts.select or "val_acc"
+  if self.select ~= "val_acc" and self.select ~= "val_auc" then
+    error(("Trainer: select must be 'val_acc' or 'val_auc', got %s"):format(tostring(self.select)), 2)
+  end
   return self
 end
 
@@ -96,6 +104,7 @@ function Trainer:train_one_epoch()
     end
     dist.average_gradients(self.model, bs, n_step)
     self.optimizer:step()
+    if self.scheduler then self.scheduler:step() end
     total_loss = total_loss + lv * bs
     correct = correct + (logits and fmd.no_grad(count_correct, logits, labels) or 0)
     n = n + bs
@@ -194,32 +203,40 @@ local function write_log(self, path, entry)
 end
 
 -- p.init: where the weights started (an ImageNet weights file, or
--- "random"), recorded so the report says what the training really used
+-- "random"), recorded so the report says what the training really used;
+-- select: the metric whose best epoch is checkpointed (Trainer.best_epoch)
 local function new_log(self, p)
-  return {__order = {"model", "dataset", "optimizer", "batch_size", "init", "train_loss", "train_acc", "val_loss",
-                     "val_acc", "test_loss", "test_acc", "test_auc", "seconds_per_epoch"},
+  return {__order = {"model", "dataset", "optimizer", "batch_size", "init", "select", "train_loss", "train_acc",
+                     "val_loss", "val_acc", "val_auc", "test_loss", "test_acc", "test_auc", "seconds_per_epoch"},
           model = p.model_name, dataset = p.dataset_name,
           optimizer = {__order = {"name", "params"}, name = p.optimizer_name, params = p.optimizer_params or {}},
-          batch_size = self.batch_size, init = p.init,
-          train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, test_loss = {}, test_acc = {},
+          batch_size = self.batch_size, init = p.init, select = self.select,
+          train_loss = {}, train_acc = {}, val_loss = {}, val_acc = {}, val_auc = {}, test_loss = {}, test_acc = {},
           test_auc = {}, seconds_per_epoch = {}}
+end
+
+-- the run's learning rate: the schedule's base when there is one
+local function base_lr(self)
+  return self.scheduler and self.scheduler.base_lrs[1] or self.optimizer.param_groups[1].lr
 end
 
 -- save the resumable state: model + optimizer + trainer progress
 local function save_last(self, path)
   state_io.save(path, {model = self.model:state_dict(), optimizer = self.optimizer:state_dict()},
-    {epoch = self.epoch, best_acc = self.best_acc, log = self.log, log_index = self.log_index,
-     rng = self.seed, best_written = self.best_written and 1 or 0,
-     lr = self.optimizer.param_groups[1].lr, batch_size = self.batch_size, world_size = dist.world_size()})
+    {epoch = self.epoch, best_acc = self.best_acc, best_auc = self.best_auc, log = self.log,
+     log_index = self.log_index, rng = self.seed, best_written = self.best_written and 1 or 0,
+     lr = base_lr(self), lr_step = self.scheduler and self.scheduler.last_epoch, batch_size = self.batch_size,
+     world_size = dist.world_size()})
 end
 
 local function same(a, b) return a == b or (type(a) == "number" and type(b) == "number" and math.abs(a - b) <= 1e-12 * math.abs(b)) end
 
 -- the per-epoch lists of a log entry and the range of their values
--- (test_auc and seconds_per_epoch are absent from older logs)
+-- (val_auc, test_auc and seconds_per_epoch are absent from older logs)
 local LOG_LISTS = {
   {"train_loss", {min = 0}}, {"train_acc", {min = 0, max = 100}}, {"val_loss", {min = 0}},
-  {"val_acc", {min = 0, max = 100}}, {"test_loss", {min = 0}}, {"test_acc", {min = 0, max = 100}},
+  {"val_acc", {min = 0, max = 100}}, {"val_auc", {min = 0, max = 1, optional = true}},
+  {"test_loss", {min = 0}}, {"test_acc", {min = 0, max = 100}},
   {"test_auc", {min = 0, max = 1, optional = true}}, {"seconds_per_epoch", {min = 0, optional = true}},
 }
 
@@ -241,6 +258,13 @@ local function check_log_entry(L, where, epochs)
   if params then json.field(params, "lr", "number", where .. " optimizer params", {above = 0, optional = true}) end
   json.field(L, "batch_size", "integer", where, {min = 1, optional = true})
   json.field(L, "init", "string", where, {optional = true})
+  local select = json.field(L, "select", "string", where, {optional = true})   -- older logs: val_acc
+  if select and select ~= "val_acc" and select ~= "val_auc" then
+    error(("%s: 'select' must be \"val_acc\" or \"val_auc\", got \"%s\""):format(where, select), 0)
+  end
+  if select == "val_auc" and not L.val_auc then
+    error(("%s: 'select' is val_auc but the log has no 'val_auc'"):format(where), 0)
+  end
   return L
 end
 
@@ -264,10 +288,11 @@ function Trainer.read_log(path)
 end
 
 -- the epoch the kept checkpoint comes from: the first with the best
--- validation accuracy (1-based)
+-- value of the run's select metric (validation accuracy, or val AUC for a
+-- run trained with --select val_auc), 1-based
 function Trainer.best_epoch(run)
-  local b = 1
-  for i, v in ipairs(run.val_acc) do if v > run.val_acc[b] then b = i end end
+  local sel, b = run[run.select or "val_acc"], 1
+  for i, v in ipairs(sel) do if v > sel[b] then b = i end end
   return b
 end
 
@@ -293,16 +318,21 @@ function Trainer:resume(p)
   local saved_lr = json.field(info, "lr", "number", where, {above = 0, optional = true})
   local saved_bs = json.field(info, "batch_size", "integer", where, {min = 1, optional = true})
   local saved_ws = json.field(info, "world_size", "integer", where, {min = 1, optional = true})   -- mpirun ranks
+  local best_auc = json.field(info, "best_auc", "number", where, {min = 0, max = 1, optional = true})
+  local lr_step = json.field(info, "lr_step", "integer", where, {min = 0, optional = true})   -- the schedule's
   if not st.optimizer then error(("%s: holds no optimizer state (not a resumable state)"):format(where), 0) end
   -- a resume continues the same run: other hyper-parameters are a mistake
   -- unless forced (then the new values are used from here on)
-  local lr = self.optimizer.param_groups[1].lr
+  local lr = base_lr(self)
   local diffs = {}
   if saved_lr and not same(lr, saved_lr) then
     diffs[#diffs + 1] = ("--lr %s (the run used %s)"):format(json.format_number(lr), json.format_number(saved_lr))
   end
   if saved_bs and saved_bs ~= self.batch_size then
     diffs[#diffs + 1] = ("-b %d (the run used %d)"):format(self.batch_size, saved_bs)
+  end
+  if (log.select or "val_acc") ~= self.select then   -- another checkpoint would be kept
+    diffs[#diffs + 1] = ("--select %s (the run used %s)"):format(self.select, log.select or "val_acc")
   end
   if (saved_ws or 1) ~= dist.world_size() then   -- another global batch
     local function procs(k) return ("%d process%s"):format(k, k == 1 and "" or "es") end
@@ -320,9 +350,17 @@ function Trainer:resume(p)
     for _, g in ipairs(self.optimizer.param_groups) do g.lr = lr end
     self.print("--force: continuing with " .. table.concat(diffs, " and "))
   end
+  if self.scheduler then
+    -- the schedule goes on from the step it reached, from the (new) base lr
+    self.scheduler:load_state_dict({last_epoch = lr_step or 0, base_lrs = {lr}})
+  end
   self.epoch, self.best_acc, self.log, self.log_index = epoch, best_acc, log, log_index
+  self.best_auc = best_auc
+  self.log.val_auc = self.log.val_auc or {}
+  self.log.select = self.select
   self.best_written = best_written == 1 or best_written == nil
-  self.print(("resumed %s after epoch %d (best val acc %.2f)"):format(run_name(p), self.epoch, self.best_acc))
+  self.print(("resumed %s after epoch %d (best %s)"):format(run_name(p), self.epoch, self.select == "val_auc"
+    and ("val auc %.4f"):format(self.best_auc or 0) or ("val acc %.2f"):format(self.best_acc)))
 end
 
 -- data problems that would train "successfully" on nothing or give NaN
@@ -404,33 +442,38 @@ function Trainer:run(epochs, p)
     local t0 = fmd.sys.now()
     self.skipped = 0
     local train_loss, train_acc = self:train_one_epoch()
-    local val_loss, val_acc = self:validate()
+    local val_loss, val_acc, val_scores, val_labels = self:validate()
+    local val_auc = metrics.roc_auc(val_labels, val_scores)
     local test_loss, test_acc, scores, labels = self:test()
     self.skipped = dist.sum(self.skipped)
     local auc = metrics.roc_auc(labels, scores)
     local secs = fmd.sys.now() - t0
-    self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
-      :format(train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, auc, secs,
+    self.print(("train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%% auc %.4f | test loss %.3f acc %.2f%% auc %.4f | %.0f s, %.1f img/s")
+      :format(train_loss, train_acc, val_loss, val_acc, val_auc, test_loss, test_acc, auc, secs,
         #self.train_dataset / (self.last_train_seconds or secs)) ..
       (self.skipped > 0 and (" | %d unreadable images skipped"):format(self.skipped) or ""))
     local L = self.log
     for k, v in pairs{train_loss = train_loss, train_acc = train_acc, val_loss = val_loss, val_acc = val_acc,
-                      test_loss = test_loss, test_acc = test_acc, test_auc = auc, seconds_per_epoch = secs} do
+                      val_auc = val_auc, test_loss = test_loss, test_acc = test_acc, test_auc = auc,
+                      seconds_per_epoch = secs} do
       L[k][#L[k] + 1] = v
     end
     self.epoch = ep
-    if val_acc > self.best_acc or not self.best_written then   -- the first epoch always writes one
-      self.best_acc = val_acc
+    -- strictly better on the selected metric; the first epoch always writes one
+    local better = self.select == "val_auc" and val_auc > (self.best_auc or -1) or
+                   self.select == "val_acc" and val_acc > self.best_acc
+    if better or not self.best_written then
+      if self.select == "val_auc" then self.best_auc = val_auc else self.best_acc = val_acc end
       if root and not self.best_written and fmd.sys.is_file(best_path) then
         -- an earlier run's best: keep it rather than replace it silently
         fmd.sys.rename(best_path, prev_path)
         self.print(("kept the earlier run's checkpoint %s as %s"):format(best_path, prev_path))
       end
       self.best_written = true
-      self.print(("saving checkpoint %s (val acc %.2f%%)"):format(best_path, val_acc))
+      self.print(("saving checkpoint %s (val acc %.2f%%, val auc %.4f)"):format(best_path, val_acc, val_auc))
       if root then
         state_io.save(best_path, {model = self.model:state_dict()},
-          {val_acc = val_acc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
+          {val_acc = val_acc, val_auc = val_auc, test_acc = test_acc, test_auc = auc, epoch = ep, model = p.model_name,
            dataset = p.dataset_name, optimizer = p.optimizer_name, init = p.init})
       end
     end

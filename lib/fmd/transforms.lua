@@ -246,15 +246,34 @@ T.COURSE_MEAN = {0.4914, 0.4822, 0.4465}
 T.COURSE_STD = {0.2023, 0.1994, 0.2010}
 T.COURSE_SIZE = 256
 
-function T.course(part)
-  local S = T.COURSE_SIZE
+-- What a model takes as input: the image side, the normalisation (mean and
+-- std; none means values in [0, 1]) and the zero padding of the training
+-- crop (0: no random crop, only the flip). The course's models take this
+-- one; a model class may carry its own as `input` (MobileNetBased: 224, [0,
+-- 1], flips only, what its Keras weights were trained on), and
+-- fmd.models.input(name) says which applies.
+T.COURSE_INPUT = {size = T.COURSE_SIZE, mean = T.COURSE_MEAN, std = T.COURSE_STD, crop_padding = 4}
+
+-- course(part [, input]): the transform of `part` for a model taking
+-- `input` (default T.COURSE_INPUT): resize, for training the random crop
+-- and the horizontal flip, then the normalisation
+function T.course(part, input)
+  input = input or T.COURSE_INPUT
+  local S = input.size
+  local tail = {T.ToTensor()}
+  if input.mean then tail[2] = T.Normalize(input.mean, input.std) end
+  local list
   if part == "train" then
-    return T.Compose{T.Resize(S, S), T.RandomCrop(S, 4), T.RandomHorizontalFlip(0.5), T.ToTensor(),
-                     T.Normalize(T.COURSE_MEAN, T.COURSE_STD)}
+    list = {T.Resize(S, S)}
+    if (input.crop_padding or 0) > 0 then list[2] = T.RandomCrop(S, input.crop_padding) end
+    list[#list + 1] = T.RandomHorizontalFlip(0.5)
   elseif part == "val" or part == "test" then
-    return T.Compose{T.Resize(S, S), T.ToTensor(), T.Normalize(T.COURSE_MEAN, T.COURSE_STD)}
+    list = {T.Resize(S, S)}
+  else
+    error(("transforms.course: part must be 'train', 'val' or 'test', got %s"):format(tostring(part)), 2)
   end
-  error(("transforms.course: part must be 'train', 'val' or 'test', got %s"):format(tostring(part)), 2)
+  for _, t in ipairs(tail) do list[#list + 1] = t end
+  return T.Compose(list)
 end
 
 return T

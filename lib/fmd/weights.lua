@@ -70,6 +70,16 @@ weights.packages = {
 
 weights.FETCH_COMMAND = "build/fmd scripts/fetch_weights.lua"
 
+-- nsfwjs (MIT): Keras MobileNetV2 (224x224, width 1.0) built on the Keras
+-- ImageNet weights, blocks 11-16 and a head fine-tuned on a five-class
+-- image-content task (lower blocks frozen): the ImageNet-initialised
+-- backbone of models/MobileNetBased.lua (read by fmd.keras)
+weights.packages.nsfwjs = {
+  name = "nsfwjs", version = "4.4.0", license = "MIT",
+  sha256 = "585cd178f3b994337c4d10a87b080d342fc52f8b9bf0085c4d1f345a3a1c5382",
+  files = {"LICENSE", "dist/models/mobilenet_v2/model.min.js", "dist/models/mobilenet_v2/group1-shard1of1.min.js"},
+}
+
 -- folder of a fetched package in the cache: <dir>/<name>-<version>
 function weights.package_dir(pkg)
   local p = weights.packages[pkg] or error(("weights: no package '%s' (known: %s)")

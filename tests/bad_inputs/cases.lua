@@ -49,6 +49,11 @@ local function read_video(ctx, name)
 end
 -- a TensorFlow.js weights manifest: one group, shard a.bin, one float32 [2, 3]
 local TFJS_MANIFEST = '[{"paths": ["a.bin"], "weights": [{"name": "w", "shape": [2, 3], "dtype": "float32"}]}]'
+-- a Keras model wrapped in JavaScript as nsfwjs ships it (model.min.js; the
+-- shard group1-shard1of1.min.js wraps base64): one Dense layer, 4 bytes
+local KERAS_JS = 'x.exports={modelTopology:{model_config:{config:{layers:[{name:"d",class_name:"Dense",'
+  .. 'config:{units:1,use_bias:!1},inbound_nodes:[]}]}}},weightsManifest:[{paths:["group1-shard1of1"],'
+  .. 'weights:[{name:"d/kernel",shape:[1,1],dtype:"float32"}]}]};'
 local function one_class_test(ctx)
   ctx.dataset("oneclass", {train = {real = 2, fake = 2}, val = {real = 1, fake = 1}, test = {real = 0, fake = 2}})
 end
@@ -73,7 +78,7 @@ return {
   {name = "train: --resume=maybe", run = "train.lua --resume=maybe", usage = true,
    expect = "flag --resume takes no value (or =yes/=no), got 'maybe'"},
   {name = "train: --pretrained with SimpleNet", run = "train.lua --pretrained x.pth -m SimpleNet", usage = true,
-   expect = "--pretrained loads ImageNet Xception weights into XceptionBased"},
+   expect = "--pretrained loads weights into XceptionBased or MobileNetBased; SimpleNet is trained from scratch"},
   {name = "train: --force without --resume", run = "train.lua --force", usage = true,
    expect = "--force only applies to --resume"},
   {name = "train: a stray argument", run = "train.lua " .. SYN .. " fakes", usage = true,
@@ -383,6 +388,40 @@ return {
   {name = "detect.crop of a box without width", lua = function()
      return require("fmd.detect").crop(fmd.zeros(3, 8, 8), {x = 1, y = 1, w = 0, h = 4})
    end, expect = "detect.crop: box must be {x, y, w, h} with finite numbers and w, h > 0"},
+
+  ------------------------------------------------------------ Keras models in JavaScript (fmd.keras)
+  {name = "keras: a model.min.js that wraps no object", lua = function(ctx)
+     return require("fmd.keras").load(ctx.file("m/model.min.js", "console.log('hi')"))
+   end, expect = "model.min.js: no `exports={...}` object (expected a TensorFlow.js model.json wrapped in JavaScript)"},
+  {name = "keras: code instead of data in the object", lua = function(ctx)
+     return require("fmd.keras").load(ctx.file("m/model.min.js", "a.exports={modelTopology:e(1)}"))
+   end, expect = "model.min.js: 'e' is not data (a JavaScript expression?) at byte 26"},
+  {name = "keras: an object cut short", lua = function(ctx)
+     return require("fmd.keras").load(ctx.file("m/model.min.js", KERAS_JS:sub(1, 100)))
+   end, expect = "model.min.js: the object literal does not end"},
+  {name = "keras: a model.json that is no layers model", lua = function(ctx)
+     return require("fmd.keras").load(ctx.file("m/model.json", '{"format": "graph-model", "weightsManifest": []}'))
+   end, expect = "model.json: not a TensorFlow.js layers model (expected modelTopology with layers and a weightsManifest)"},
+  {name = "keras: a missing shard", lua = function(ctx)
+     return require("fmd.keras").load(ctx.file("m/model.min.js", KERAS_JS))
+   end, expect = "its weights shard group1-shard1of1 is missing"},
+  {name = "keras: a shard whose base64 is cut", lua = function(ctx)
+     ctx.file("m/group1-shard1of1.min.js", 'x.exports="AAAAA"')
+     return require("fmd.keras").load(ctx.file("m/model.min.js", KERAS_JS))
+   end, expect = "group1-shard1of1.min.js: base64 text of 5 characters (expected a multiple of 4)"},
+  {name = "keras: a shard that holds too few bytes", lua = function(ctx)
+     ctx.file("m/group1-shard1of1.min.js", 'x.exports="AAA="')
+     return require("fmd.keras").load(ctx.file("m/model.min.js", KERAS_JS))
+   end, expect = "tensor 'd/kernel' (float32 [1, 1]) needs bytes 0..4 but the data holds 2 bytes"},
+  {name = "keras: MobileNetBased from a Keras model that is not MobileNetV2", lua = function(ctx)
+     ctx.file("m/group1-shard1of1.min.js", 'x.exports="AAAAAA=="')
+     return require("fmd.models").load_model("MobileNetBased", {pretrained = ctx.file("m/model.min.js", KERAS_JS),
+       quiet = true})
+   end, expect = "model.min.js: 0 ZeroPadding2D layers, MobileNetV2 has 5"},
+  {name = "train: MobileNetBased --pretrained of a missing file",
+   run = "train.lua " .. SYN .. " -m MobileNetBased --pretrained nosuch.min.js",
+   expect = "nosuch.min.js: no such file (a Keras model.json or model.min.js)",
+   absent = {"out/synthetic_dataset_MobileNetBased_SGD.json"}},
 
   ------------------------------------------------------------ Lua API misuse
   {name = "fmd.zeros of a string", lua = function() return fmd.zeros("a") end,

@@ -42,6 +42,15 @@ test("train and eval rows carry every field; MACs are models.count_macs of the b
   expect_near(e.gflops, 2 * e.macs / e.median_s / 1e9, 1e-3)
 end)
 
+test("MobileNetBased rows run at its 224x224 input by default", function()
+  local r = row("--model MobileNetBased --mode eval --batch 1 --steps 1 --warmup 0 --threads 1")
+  expect(r.model == "MobileNetBased" and r.size == 224 and r.median_s > 0)
+  local m = models.load_model("MobileNetBased", {pretrained = false, quiet = true})
+  expect_eq(r.macs, models.count_macs(m, {1, 3, 224, 224}))
+  local t = row("--model MobileNetBased --mode train --batch 2 --size 64 --steps 1 --warmup 0 --threads 1")
+  expect(t.mode == "train" and t.size == 64 and t.median_s > 0)
+end)
+
 test("data mode reads batches from a folder of real/ and fake/ images", function()
   local dir = os.tmpname()
   os.remove(dir)

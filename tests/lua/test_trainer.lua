@@ -136,10 +136,15 @@ test("Trainer.read_log: the last run of a log, checked; best_epoch is the first 
                        val_acc = {70, 70}, test_acc = {1, 2}}})
   local r = Trainer.read_log(p)
   expect_eq(Trainer.best_epoch(r), 1)
+  r.select, r.val_auc = "val_auc", {0.5, 0.75}   -- a run trained with --select val_auc
+  expect_eq(Trainer.best_epoch(r), 2)
   json.write_file(p, {{train_loss = {1}, val_loss = {1}, test_loss = {1}, train_acc = {50}, val_acc = {50},
                        test_acc = {50}, test_auc = {1.5}}})
   expect_error(function() Trainer.read_log(p) end,
     "training log " .. p .. ", last run: 'test_auc' value 1 is 1.5, expected a number >= 0 and <= 1")
+  json.write_file(p, {{train_loss = {1}, val_loss = {1}, test_loss = {1}, train_acc = {50}, val_acc = {50},
+                       test_acc = {50}, select = "auc"}})
+  expect_error(function() Trainer.read_log(p) end, "'select' must be \"val_acc\" or \"val_auc\", got \"auc\"")
   json.write_file(p, {})
   expect_error(function() Trainer.read_log(p) end, "holds no runs")
   expect_error(function() Trainer.read_log(tmp .. "/none.json") end, "none.json: no such file")
@@ -307,7 +312,7 @@ test("train.lua: resume with other --lr or -b is an error unless --force; --resu
   out = train_cli(common .. " -e 2 --force")
   expect(out:find("--force only applies to --resume", 1, true), out)
   out = train_cli(("--data-root %s -d toy -m SimpleNet --pretrained x.pth"):format(tmp))
-  expect(out:find("--pretrained loads ImageNet Xception weights into XceptionBased; SimpleNet is trained from scratch", 1, true)
+  expect(out:find("--pretrained loads weights into XceptionBased or MobileNetBased; SimpleNet is trained from scratch", 1, true)
     and out:find("exit=1", 1, true) and not out:find("traceback", 1, true), out)
 end)
 
@@ -327,6 +332,59 @@ test("one truncated image is skipped with a warning naming it and counted, not f
   expect(msg:find("| 1 unreadable images skipped", 1, true), msg)
   expect_eq(#log.train_loss, 1)
   expect(log.train_loss[1] == log.train_loss[1], "loss is a number")
+end)
+
+test("a cosine schedule steps with every batch and resumes where it was; select = val_auc", function()
+  local function sched_trainer(dir)
+    local t = trainer(dir)
+    local s = optim.CosineAnnealingLR(t.optimizer, 3 * 5)   -- 18 images in batches of 4: 5 steps an epoch
+    t.scheduler, t.select = s, "val_auc"
+    return t, s
+  end
+  local full, fs = sched_trainer(tmp .. "/cos_full")
+  full:run(3, RUN)
+  expect_eq(fs.last_epoch, 15)
+  expect(math.abs(full.optimizer.param_groups[1].lr) < 1e-12, "the lr ends at 0")
+  local part = sched_trainer(tmp .. "/cos_part")
+  part:run(2, RUN)
+  local resumed, rs = sched_trainer(tmp .. "/cos_part")
+  resumed:resume(RUN)
+  expect_eq(rs.last_epoch, 10)
+  expect_near(resumed.optimizer.param_groups[1].lr, 0.05 * (1 + math.cos(math.pi * 10 / 15)) / 2, 1e-9)
+  resumed:run(3, RUN)
+  expect_near(resumed.model.fc.weight, full.model.fc.weight, 1e-6)
+  local r = json.read_file(tmp .. "/cos_full/out/toy_Tiny_Adam.json")[1]
+  expect_eq(#r.val_auc, 3)
+  -- the checkpoint holds the epoch with the best validation AUC (the first of ties)
+  local best = 1
+  for i, v in ipairs(r.val_auc) do if v > r.val_auc[best] then best = i end end
+  local _, meta = fmd.load_safetensors(tmp .. "/cos_full/checkpoints/toy_Tiny_Adam.safetensors")
+  expect_eq(tonumber(meta.epoch), best)
+  expect_near(tonumber(meta.val_auc), r.val_auc[best], 1e-9)
+  expect_error(function() Trainer.new(Tiny(), full.optimizer, nn.CrossEntropyLoss(), 4, nil, nil, nil,
+    {select = "auc"}) end, "Trainer: select must be 'val_acc' or 'val_auc', got auc")
+end)
+
+test("select picks the checkpoint epoch by validation AUC or by accuracy", function()
+  -- validation results by epoch: the AUC is best at epoch 2, the accuracy at 3
+  local labels = {0, 0, 1, 1}
+  local VAL = {{acc = 75, scores = {0.1, 0.9, 0.2, 0.8}},    -- AUC 0.5
+               {acc = 50, scores = {0.0, 0.1, 0.8, 0.9}},    -- AUC 1
+               {acc = 100, scores = {0.1, 0.5, 0.2, 0.8}}}   -- AUC 0.75
+  for _, case in ipairs{{"val_auc", 2}, {"val_acc", 3}} do
+    local dir = tmp .. "/select_" .. case[1]
+    local t = trainer(dir)
+    t.select = case[1]
+    t.validate = function(self) local v = VAL[self.epoch + 1]; return 0.5, v.acc, v.scores, labels end
+    local log = t:run(3, RUN)
+    expect_near(log.val_auc[2], 1, 1e-12); expect_near(log.val_auc[3], 0.75, 1e-12)
+    local _, meta = fmd.load_safetensors(dir .. "/checkpoints/toy_Tiny_Adam.safetensors")
+    expect_eq(tonumber(meta.epoch), case[2], case[1] .. " checkpoint epoch")
+    -- the log says which metric chose it, and best_epoch (train.lua, the report) follows it
+    local r = Trainer.read_log(dir .. "/out/toy_Tiny_Adam.json")
+    expect_eq(r.select, case[1])
+    expect_eq(Trainer.best_epoch(r), case[2], case[1] .. " best_epoch")
+  end
 end)
 
 sh("rm -rf '" .. tmp .. "'")

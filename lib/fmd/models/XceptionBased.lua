@@ -14,6 +14,8 @@ local models = require "fmd.models"
 local Xception = models.class("Xception")
 
 local XceptionBased = Xception:extend("XceptionBased")
+-- what --pretrained gives this model (scripts/train.lua)
+XceptionBased.PRETRAINED = "ImageNet Xception weights (.pth, .pth.tar or .safetensors)"
 
 function XceptionBased:__init(opts)
   opts = opts or {}

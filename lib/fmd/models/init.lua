@@ -10,7 +10,7 @@
 local fmd = require "fmd"
 local models = {}
 
-local BUILTIN = {"SimpleNet", "Xception", "XceptionBased", "bonus"}
+local BUILTIN = {"SimpleNet", "Xception", "XceptionBased", "MobileNetV2", "MobileNetBased", "bonus"}
 -- names whose file is called otherwise (the course's bonus_model.py)
 local FILES = {bonus = "bonus_model"}
 
@@ -61,6 +61,14 @@ function models.class(name)
   local s = cli.suggest(name, models.names())
   error(("unknown model '%s'%s; known models: %s"):format(name, s and (" (did you mean " .. s .. "?)") or "",
     table.concat(models.names(), ", ")), 0)
+end
+
+-- the input convention of a model (a name, class or instance): its class's
+-- `input` field, else the course's (fmd.transforms.COURSE_INPUT: 256x256,
+-- normalised with the course's mean and std). The data pipeline asks here.
+function models.input(model)
+  local cls = type(model) == "string" and models.class(model) or model
+  return cls and cls.input or require("fmd.transforms").COURSE_INPUT
 end
 
 function models.load_model(name, opts)

@@ -61,6 +61,21 @@ function F.adaptive_avg_pool2d(x, output_size)
   return C.adaptive_avg_pool2d(tensor_arg(x, "input", "adaptive_avg_pool2d"), oh, ow)
 end
 
+-- pad(x, {left, right, top, bottom}, value=0): a constant border around each
+-- (H,W) plane of x (N,C,H,W), each side its own width (>= 0), like PyTorch's
+-- F.pad(x, (left, right, top, bottom), value=value) in "constant" mode
+function F.pad(x, pad, value)
+  tensor_arg(x, "input", "pad")
+  if type(pad) ~= "table" or #pad ~= 4 then
+    error("pad: padding must be {left, right, top, bottom}", 2)
+  end
+  local w = {}
+  for i = 1, 4 do
+    w[i] = math.tointeger(pad[i]) or error(("pad: padding[%d] must be an integer, got %s"):format(i, tostring(pad[i])), 2)
+  end
+  return C.pad2d(x, w[1], w[2], w[3], w[4], value or 0)
+end
+
 -- linear(x, weight, bias=nil): x (..., in), weight (out, in) -> (..., out)
 function F.linear(x, w, b)
   tensor_arg(x, "input", "linear")
@@ -94,6 +109,10 @@ function F.relu(x, inplace)
   if inplace and not C.is_grad_enabled() then return x:relu_() end
   return x:relu()
 end
+-- relu6(x) = min(max(x, 0), 6) (MobileNet's activation). The gradient passes
+-- where 0 <= x <= 6 (torch.clamp's rule; PyTorch's relu6 passes none at
+-- exactly 0 and 6, which only differs on ties)
+function F.relu6(x) return tensor_arg(x, "input", "relu6"):clamp(0, 6) end
 function F.sigmoid(x) return tensor_arg(x, "input", "sigmoid"):sigmoid() end
 function F.tanh(x) return tensor_arg(x, "input", "tanh"):tanh() end
 

@@ -18,7 +18,7 @@ nn.fusion = require "fmd.nn.fusion"
 -- the classes this package ships (also what an unknown name lists)
 nn.classes = {"AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
               "Flatten", "Identity", "Linear", "LogSoftmax", "MaxPool2d", "MSELoss", "ReLU",
-              "SeparableConv2d", "Sequential", "Softmax"}
+              "ReLU6", "SeparableConv2d", "Sequential", "Softmax", "ZeroPad2d"}
 local known = {}
 for _, n in ipairs(nn.classes) do known[n] = true end
 

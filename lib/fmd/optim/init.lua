@@ -3,6 +3,7 @@
 --   opt:zero_grad(); loss:backward(); opt:step()
 -- optim.Optimizer is the shared base: parameter list, options checking,
 -- zero_grad, and state_dict/load_state_dict for resuming a run.
+-- optim.CosineAnnealingLR(opt, T_max) sets the lr of each step (a schedule).
 local fmd = require "fmd"
 local optim = {}
 
@@ -163,12 +164,12 @@ function Optimizer:load_state_dict(sd)
 end
 
 return setmetatable(optim, {__index = function(t, k)
-  if k == "SGD" or k == "Adam" then
+  if k == "SGD" or k == "Adam" or k == "CosineAnnealingLR" then
     local cls = require("fmd.optim." .. k)
     rawset(t, k, cls)
     return cls
   end
   if type(k) == "string" and k:match("^%u") then
-    error(("fmd.optim has no optimizer '%s' (it has SGD, Adam)"):format(k), 2)
+    error(("fmd.optim has no optimizer '%s' (it has SGD, Adam; and the schedule CosineAnnealingLR)"):format(k), 2)
   end
 end})
